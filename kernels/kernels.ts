@@ -451,6 +451,39 @@ export function gelu_mul(v0: i32, v1: i32, gate: usize, up: usize): void {
   }
 }
 
+const C_TANH_SMALL: usize = 448; // f32x4 splat 0.3125
+
+/**
+ * x[i] = cap * tanh(x[i] / cap) over vectors [v0, v1) (4 values each): the final-logit soft-cap.
+ * tanh(y) = (1 - e) / (1 + e) with e = exp(-2|y|), and an odd Taylor polynomial below |y| < 0.3125
+ * where 1 - e would cancel (relative error < 1e-6 everywhere).
+ */
+export function softcap_vec(v0: i32, v1: i32, x: usize, cap: f32): void {
+  const log2e = v128.load(C_LOG2E), ln2hi = v128.load(C_LN2HI), ln2lo = v128.load(C_LN2LO);
+  const p2 = v128.load(C_P2), p3 = v128.load(C_P3), p4 = v128.load(C_P4), p5 = v128.load(C_P5), p6 = v128.load(C_P6);
+  const one = v128.load(C_ONE), i127 = v128.load(C_127), xmax = v128.load(C_XMAX), xmin = v128.load(C_XMIN);
+  const abs = v128.load(C_ABS), small = v128.load(C_TANH_SMALL);
+  const c = f32x4.splat(cap), ic = f32x4.splat(<f32>1 / cap), m2 = f32x4.splat(-2);
+  const t3 = f32x4.splat(<f32>(-1.0 / 3)), t5 = f32x4.splat(<f32>(2.0 / 15)), t7 = f32x4.splat(<f32>(-17.0 / 315));
+  const t9 = f32x4.splat(<f32>(62.0 / 2835)), t11 = f32x4.splat(<f32>(-1382.0 / 155925));
+  for (let i = v0; i < v1; i++) {
+    const p = x + (<usize>i << 4);
+    const y = f32x4.mul(v128.load(p), ic);
+    const ay = v128.and(y, abs);
+    const e = exp4(f32x4.mul(ay, m2), log2e, ln2hi, ln2lo, p2, p3, p4, p5, p6, one, i127, xmax, xmin);
+    const big = f32x4.div(f32x4.sub(one, e), f32x4.add(one, e));
+    const y2 = f32x4.mul(ay, ay);
+    let q = f32x4.add(f32x4.mul(t11, y2), t9);
+    q = f32x4.add(f32x4.mul(q, y2), t7);
+    q = f32x4.add(f32x4.mul(q, y2), t5);
+    q = f32x4.add(f32x4.mul(q, y2), t3);
+    const sm = f32x4.add(ay, f32x4.mul(f32x4.mul(ay, y2), q));
+    const t = v128.bitselect(sm, big, f32x4.lt(ay, small));
+    // sign of y back on |tanh|
+    v128.store(p, f32x4.mul(v128.or(t, v128.andnot(y, abs)), c));
+  }
+}
+
 // ---------------------------------------------------------------- attention
 /**
  * Attention for units [u0, u1) of (token, head group) pairs, u = t * (nHeads / hpu) + g: the

@@ -60,6 +60,12 @@ export interface AttentionParams {
  */
 export interface Backend {
   readonly name: string;
+  /**
+   * True when prepareMatrix copies the weights into memory of its own (callers may then hand it
+   * transient buffers, e.g. several tensors stacked into one matrix); false or absent when it
+   * keeps a reference to `data`.
+   */
+  readonly copiesWeights?: boolean;
   prepareMatrix(w: WeightMatrix): Matrix;
   /** out[n, rows'] = x[n, cols] · W[0:rows']^T, where rows' = rowLimit ?? W.rows. */
   matmul(w: Matrix, x: Float32Array, n: number, out: Float32Array, rowLimit?: number): void;

@@ -8,7 +8,7 @@
  * steps of at most `chunkSize` tokens per sequence (bounded activation memory; the
  * sliding-window ring buffers are sized for it).
  */
-import type { Backend } from '../backend/backend.js';
+import type { Backend, Matrix } from '../backend/backend.js';
 import type { ModelConfig } from '../config/model-config.js';
 import { ModelError } from '../errors.js';
 import { GemmaKVCache } from './kv-cache.js';
@@ -213,9 +213,7 @@ export class GemmaModel implements LanguageModel {
       // Attention block.
       h.set(x);
       b.rmsNorm(h, L.inputNorm, n, H, c.rmsNormEps);
-      b.matmul(L.q, h, n, q);
-      b.matmul(L.k, h, n, k);
-      b.matmul(L.v, h, n, v);
+      this.project(L.qkv, h, n, [q, k, v], [qDim, kvDim, kvDim]);
       if (L.qNorm && L.kNorm) {
         b.rmsNorm(q, L.qNorm, n * c.numHeads, c.headDim, c.rmsNormEps);
         b.rmsNorm(k, L.kNorm, n * c.numKvHeads, c.headDim, c.rmsNormEps);
@@ -242,8 +240,7 @@ export class GemmaModel implements LanguageModel {
       // MLP block.
       h.set(x);
       b.rmsNorm(h, c.sandwichNorms ? L.preFfnNorm! : L.postAttnNorm, n, H, c.rmsNormEps);
-      b.matmul(L.gate, h, n, gate);
-      b.matmul(L.up, h, n, up);
+      this.project(L.gateUp, h, n, [gate, up], [c.intermediateSize, c.intermediateSize]);
       b.geluMul(gate, up, gate.length);
       b.matmul(L.down, gate, n, mlpOut);
       if (c.sandwichNorms) b.rmsNorm(mlpOut, L.postFfnNorm!, n, H, c.rmsNormEps);
@@ -255,6 +252,32 @@ export class GemmaModel implements LanguageModel {
     }
     for (const s of segs) s.cache.advance(s.ids.length);
     return x;
+  }
+
+  private stackOut = new Float32Array(0);
+
+  /**
+   * outs[j] = x · W_j^T for the row blocks W_j of `dims` rows each, given either one stacked
+   * matrix (its output [n, sum(dims)] is split per token) or one matrix per block.
+   */
+  private project(mats: readonly Matrix[], x: Float32Array, n: number, outs: Float32Array[], dims: readonly number[]): void {
+    const b = this.backend;
+    if (mats.length === outs.length) {
+      mats.forEach((m, j) => b.matmul(m, x, n, outs[j]!));
+      return;
+    }
+    const total = dims.reduce((a, d) => a + d, 0);
+    if (this.stackOut.length < n * total) this.stackOut = new Float32Array(n * total);
+    const y = this.stackOut;
+    b.matmul(mats[0]!, x, n, y);
+    for (let t = 0; t < n; t++) {
+      let at = t * total;
+      for (let j = 0; j < outs.length; j++) {
+        const d = dims[j]!;
+        outs[j]!.set(y.subarray(at, at + d), t * d);
+        at += d;
+      }
+    }
   }
 
   dispose(): void {

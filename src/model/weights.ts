@@ -17,12 +17,14 @@ export interface LayerWeights {
   postFfnNorm?: Float32Array;
   qNorm?: Float32Array;
   kNorm?: Float32Array;
-  q: Matrix;
-  k: Matrix;
-  v: Matrix;
+  /**
+   * Matrices whose outputs, concatenated per token, give [q | k | v]: one fused matrix when the
+   * three share a dtype (one pass over the activations, one kernel call), else q, k, v.
+   */
+  qkv: Matrix[];
   o: Matrix;
-  gate: Matrix;
-  up: Matrix;
+  /** [gate | up] per token: one fused matrix when they share a dtype, else gate, up. */
+  gateUp: Matrix[];
   down: Matrix;
 }
 
@@ -68,6 +70,29 @@ export function loadWeights(source: TensorSource, config: ModelConfig, backend: 
     return backend.prepareMatrix({ dtype: info.dtype, rows, cols, data });
   };
 
+  /**
+   * Matrices stacked along rows ([rows_0 + rows_1 + ..., cols]) as one backend matrix when they
+   * share a dtype: decoding reads them in one kernel call. The concatenation is one transient
+   * copy of a layer's few tensors, never of the whole model.
+   */
+  const stacked = (parts: Array<{ name: string; rows: number }>, cols: number): Matrix[] => {
+    const infos = parts.map((p) => expectShape(p.name, [p.rows, cols]));
+    const dtype = infos[0]!.dtype;
+    // a backend that keeps references to the source's bytes would hold the stacked copy as well
+    if (!backend.copiesWeights || infos.some((i) => i.dtype !== dtype)) return parts.map((p) => matrix(p.name, p.rows, cols));
+    const datas = parts.map((p) => source.read(prefix + p.name));
+    const bytes = datas.reduce((a, d) => a + d.byteLength, 0);
+    const data = new Uint8Array(bytes);
+    let at = 0;
+    for (const d of datas) {
+      data.set(d, at);
+      at += d.byteLength;
+      progress(d.byteLength);
+    }
+    const rows = parts.reduce((a, p) => a + p.rows, 0);
+    return [backend.prepareMatrix({ dtype, rows, cols, data })];
+  };
+
   const norm = (name: string, dim: number): Float32Array => {
     const info = expectShape(name, [dim]);
     const data = source.read(prefix + name);
@@ -97,12 +122,22 @@ export function loadWeights(source: TensorSource, config: ModelConfig, backend: 
     const layer: LayerWeights = {
       inputNorm: norm(p + 'input_layernorm.weight', c.hiddenSize),
       postAttnNorm: norm(p + 'post_attention_layernorm.weight', c.hiddenSize),
-      q: matrix(p + 'self_attn.q_proj.weight', qDim, c.hiddenSize),
-      k: matrix(p + 'self_attn.k_proj.weight', kvDim, c.hiddenSize),
-      v: matrix(p + 'self_attn.v_proj.weight', kvDim, c.hiddenSize),
+      qkv: stacked(
+        [
+          { name: p + 'self_attn.q_proj.weight', rows: qDim },
+          { name: p + 'self_attn.k_proj.weight', rows: kvDim },
+          { name: p + 'self_attn.v_proj.weight', rows: kvDim },
+        ],
+        c.hiddenSize,
+      ),
       o: matrix(p + 'self_attn.o_proj.weight', c.hiddenSize, qDim),
-      gate: matrix(p + 'mlp.gate_proj.weight', c.intermediateSize, c.hiddenSize),
-      up: matrix(p + 'mlp.up_proj.weight', c.intermediateSize, c.hiddenSize),
+      gateUp: stacked(
+        [
+          { name: p + 'mlp.gate_proj.weight', rows: c.intermediateSize },
+          { name: p + 'mlp.up_proj.weight', rows: c.intermediateSize },
+        ],
+        c.hiddenSize,
+      ),
       down: matrix(p + 'mlp.down_proj.weight', c.hiddenSize, c.intermediateSize),
     };
     if (c.sandwichNorms) {

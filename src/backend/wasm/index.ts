@@ -84,6 +84,7 @@ const FLOAT_KERNEL: Partial<Record<DType, number>> = { f32: K.mm_f32, bf16: K.mm
 
 class WasmBackend implements Backend {
   readonly name: string;
+  readonly copiesWeights = true;
   readonly variant: KernelVariant;
   readonly threads: number;
   private readonly shards: Shard[] = [];
@@ -613,7 +614,19 @@ class WasmBackend implements Backend {
   }
 
   softcap(x: Float32Array, count: number, cap: number): void {
-    ops.softcap(x, count, cap);
+    this.check();
+    if (count < 64) {
+      ops.softcap(x, count, cap);
+      return;
+    }
+    // the final soft-cap over a 256k-entry logits row: ~3 ms in TypeScript, ~0.2 ms here
+    const vecs = count >> 2;
+    const s = this.workArea(vecs * 16);
+    const base = SCRATCH_BASE >> 2;
+    s.f32.set(x.subarray(0, vecs * 4), base);
+    this.pool.run(s.index, K.softcap_vec, vecs, [SCRATCH_BASE, cap], vecs >= 1 << 14);
+    x.set(s.f32.subarray(base, base + vecs * 4));
+    if (vecs * 4 < count) ops.softcap(x.subarray(vecs * 4, count), count - vecs * 4, cap);
   }
 
   /** Bytes of WebAssembly memory held, per shard. */
@@ -673,6 +686,7 @@ function writeConstants(u8: Uint8Array): void {
     dv.setUint32(400 + 4 * i, 0x8fffffff, true);
     dv.setUint32(416 + 4 * i, 0x7fffffff, true);
     dv.setUint32(432 + 4 * i, 0x007fffff, true);
+    dv.setFloat32(448 + 4 * i, 0.3125, true);
   }
 }
 
