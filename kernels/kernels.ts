@@ -340,27 +340,31 @@ export function mm_q4_0(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
   const m0f = v128.load(C_0F);
   const gs = <usize>nb * 80;
   if (ASC_FEATURE_RELAXED_SIMD) {
-    // x (i8) . nibble (u4, the "i7" operand): i16x8 relaxed dot, then pairwise-widen to i32.
+    // x (i8) . nibble (u4, the "i7" operand): i16x8 relaxed dot (one pmaddubsw), the four rows'
+    // i16 sums folded together before one widening (sumRows16). Pointers advance by increments:
+    // neither Binaryen nor V8 strength-reduces b * 80 and the recomputation costs ~10 scalar
+    // instructions per block.
     // (V8 11.3 computes i32x4.relaxed_dot_i8x16_i7x16_add_s wrongly: it doubles the dot product and
     // drops the addend, so only the i16x8 form is used.)
     for (let g = g0; g < g1; g++) {
       const r0 = g << 2;
       const wg = w + <usize>g * gs;
+      const wEnd = wg + gs;
       for (let t = 0; t < n; t++) {
-        const xt = xq8 + ((<usize>t * <usize>nb) << 5);
-        const dt = xd + ((<usize>t * <usize>nb) << 2);
-        const st = xs + ((<usize>t * <usize>nb) << 2);
+        let xb = xq8 + ((<usize>t * <usize>nb) << 5);
+        let dp = xd + ((<usize>t * <usize>nb) << 2);
+        let sp = xs + ((<usize>t * <usize>nb) << 2);
         let acc = f32x4.splat(0);
-        for (let b = 0; b < nb; b++) {
-          const wb = wg + <usize>b * 80;
-          const xb = xt + (<usize>b << 5);
+        for (let wb = wg; wb < wEnd; wb += 80) {
           const xl = v128.load(xb), xh = v128.load(xb, 16);
           const s = i32x4.sub(
-            reduce4(dotQ4r(wb + 16, m0f, xl, xh), dotQ4r(wb + 32, m0f, xl, xh), dotQ4r(wb + 48, m0f, xl, xh), dotQ4r(wb + 64, m0f, xl, xh)),
-            i32x4.splat(load<i32>(st + (<usize>b << 2)) << 3),
+            sumRows16(dotQ4r16(v128.load(wb, 16), m0f, xl, xh), dotQ4r16(v128.load(wb, 32), m0f, xl, xh), dotQ4r16(v128.load(wb, 48), m0f, xl, xh), dotQ4r16(v128.load(wb, 64), m0f, xl, xh)),
+            i32x4.shl(v128.load32_splat(sp), 3),
           );
-          const sc = f32x4.mul(v128.load(wb), f32x4.splat(load<f32>(dt + (<usize>b << 2))));
-          acc = fma(f32x4.convert_i32x4_s(s), sc, acc);
+          acc = fma(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load(wb), v128.load32_splat(dp)), acc);
+          xb += 32;
+          dp += 4;
+          sp += 4;
         }
         store4(out, t, outStride, r0, rowLimit, acc);
       }
@@ -388,16 +392,39 @@ export function mm_q4_0(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
   }
 }
 
+// High nibbles of 16 bytes. i8x16.shr_u has no x86 instruction: V8 emits a 16-bit shift and then
+// builds a byte mask from an immediate (5 instructions); with the mask already in a register
+// the 16-bit shift and one AND do the same in 2.
+@inline function hi4(v: v128, m0f: v128): v128 {
+  return v128.and(i16x8.shr_u(v, 4), m0f);
+}
+
+// sum over the block of x[i] * nibble[i] (unsigned nibbles), as i16x8 partial sums: each lane
+// adds 4 products, |lane| <= 4 * 15 * 127 = 7620.
+// (v: the loaded weight bytes; loads keep constant offsets as immediates so that V8 folds them
+// into the address instead of computing each one.)
+@inline function dotQ4r16(v: v128, m0f: v128, xl: v128, xh: v128): v128 {
+  return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(v, m0f)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi4(v, m0f)));
+}
+
+// [sum of row 0's lanes, ..., row 3's] of four i16x8 vectors, adding in i16 until the last step:
+// each final i16 lane adds 4 input lanes, so inputs need |lane| <= 8191.
+@inline function sumRows16(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const a01 = i16x8.add(v128.shuffle<i32>(s0, s1, 0, 4, 1, 5), v128.shuffle<i32>(s0, s1, 2, 6, 3, 7));
+  const a23 = i16x8.add(v128.shuffle<i32>(s2, s3, 0, 4, 1, 5), v128.shuffle<i32>(s2, s3, 2, 6, 3, 7));
+  return i32x4.extadd_pairwise_i16x8_s(i16x8.add(v128.shuffle<i64>(a01, a23, 0, 2), v128.shuffle<i64>(a01, a23, 1, 3)));
+}
+
 // sum over the block of x[i] * nibble[i] (unsigned nibbles, no -8), as i32x4 partial sums.
 @inline function dotQ4r(wp: usize, m0f: v128, xl: v128, xh: v128): v128 {
   const v = v128.load(wp);
-  const s = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(v, m0f)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, i8x16.shr_u(v, 4)));
+  const s = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(v, m0f)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi4(v, m0f)));
   return i32x4.extadd_pairwise_i16x8_s(s);
 }
 
 @inline function dotQ4(wp: usize, m0f: v128, m8: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   const v = v128.load(wp);
-  const lo = i8x16.sub(v128.and(v, m0f), m8), hi = i8x16.sub(i8x16.shr_u(v, 4), m8);
+  const lo = i8x16.sub(v128.and(v, m0f), m8), hi = i8x16.sub(hi4(v, m0f), m8);
   const s0 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), x1));
   const s1 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), x3));
   return i32x4.add(s0, s1);
@@ -574,7 +601,7 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
 // value = scale * q - min, so a block contributes xd * (scale * sum(q xq) - min * sum(xq)).
 @inline function dotU4(wp: usize, m0f: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   const v = v128.load(wp);
-  const lo = v128.and(v, m0f), hi = i8x16.shr_u(v, 4);
+  const lo = v128.and(v, m0f), hi = hi4(v, m0f);
   const s0 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), x1));
   const s1 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), x3));
   return i32x4.add(s0, s1);
