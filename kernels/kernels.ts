@@ -286,9 +286,19 @@ export function quantize_x(g0: i32, g1: i32, x: usize, colsPad: i32, cols: i32, 
       const n0 = i16x8.narrow_i32x4_s(q0, q1), n1 = i16x8.narrow_i32x4_s(q2, q3);
       const n2 = i16x8.narrow_i32x4_s(q4, q5), n3 = i16x8.narrow_i32x4_s(q6, q7);
       const o16 = xq16 + ((<usize>t * <usize>cols + (<usize>b << 5)) << 1);
-      v128.store(o16, n0); v128.store(o16, n1, 16); v128.store(o16, n2, 32); v128.store(o16, n3, 48);
       const o8 = xq8 + <usize>t * <usize>cols + (<usize>b << 5);
-      v128.store(o8, i8x16.narrow_i16x8_s(n0, n1)); v128.store(o8, i8x16.narrow_i16x8_s(n2, n3), 16);
+      const b0 = i8x16.narrow_i16x8_s(n0, n1), b1 = i8x16.narrow_i16x8_s(n2, n3);
+      v128.store(o8, b0); v128.store(o8, b1, 16);
+      if (ASC_FEATURE_RELAXED_SIMD) {
+        // the relaxed build's xq16 area holds max(q, 0) and max(-q, 0) as i8 (32 bytes each): both
+        // are valid "i7" operands of the relaxed dot product, which Q8_0's signed weights need
+        const z = v128.load(C_ZERO);
+        const p0 = i8x16.max_s(b0, z), p1 = i8x16.max_s(b1, z);
+        v128.store(o16, p0); v128.store(o16, p1, 16);
+        v128.store(o16, i8x16.sub(p0, b0), 32); v128.store(o16, i8x16.sub(p1, b1), 48);
+      } else {
+        v128.store(o16, n0); v128.store(o16, n1, 16); v128.store(o16, n2, 32); v128.store(o16, n3, 48);
+      }
       const s0 = i32x4.add(i32x4.add(q0, q1), i32x4.add(q2, q3));
       const s1 = i32x4.add(i32x4.add(q4, q5), i32x4.add(q6, q7));
       const h0 = i32x4.extract_lane(s0, 0) + i32x4.extract_lane(s0, 1) + i32x4.extract_lane(s0, 2) + i32x4.extract_lane(s0, 3);
@@ -311,11 +321,42 @@ export function quantize_x(g0: i32, g1: i32, x: usize, colsPad: i32, cols: i32, 
   return i32x4.add(s0, s1);
 }
 
+@inline function dotQ8r(w0: v128, w1: v128, pa: v128, pb: v128, na: v128, nb: v128): v128 {
+  const d0 = i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(w0, pa), i16x8.relaxed_dot_i8x16_i7x16_s(w0, na));
+  const d1 = i16x8.sub(i16x8.relaxed_dot_i8x16_i7x16_s(w1, pb), i16x8.relaxed_dot_i8x16_i7x16_s(w1, nb));
+  return i32x4.add(i32x4.extadd_pairwise_i16x8_s(d0), i32x4.extadd_pairwise_i16x8_s(d1));
+}
+
 export function mm_q8_0(g0: i32, g1: i32, w: usize, xq16: usize, xd: usize, out: usize, n: i32, nb: i32, rowLimit: i32, outStride: i32): void {
   const gs = <usize>nb * 144;
   for (let g = g0; g < g1; g++) {
     const r0 = g << 2;
     const wg = w + <usize>g * gs;
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      // w . q = w . max(q, 0) - w . max(-q, 0): two relaxed dots (pmaddubsw) with an i7 operand
+      // each. Their i16 difference is the exact pair sum w0 q0 + w1 q1 (|.| <= 2 * 127 * 127 fits
+      // i16, and i16 arithmetic wraps), so no sign extension of the weights is needed.
+      const wEnd = wg + gs;
+      for (let t = 0; t < n; t++) {
+        let xb = xq16 + ((<usize>t * <usize>nb) << 6);
+        let dp = xd + ((<usize>t * <usize>nb) << 2);
+        let acc = f32x4.splat(0);
+        for (let wb = wg; wb < wEnd; wb += 144) {
+          const pa = v128.load(xb), pb = v128.load(xb, 16), na = v128.load(xb, 32), nb2 = v128.load(xb, 48);
+          const s = reduce4(
+            dotQ8r(v128.load(wb, 16), v128.load(wb, 32), pa, pb, na, nb2),
+            dotQ8r(v128.load(wb, 48), v128.load(wb, 64), pa, pb, na, nb2),
+            dotQ8r(v128.load(wb, 80), v128.load(wb, 96), pa, pb, na, nb2),
+            dotQ8r(v128.load(wb, 112), v128.load(wb, 128), pa, pb, na, nb2),
+          );
+          acc = fma(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load(wb), v128.load32_splat(dp)), acc);
+          xb += 64;
+          dp += 4;
+        }
+        store4(out, t, outStride, r0, rowLimit, acc);
+      }
+      continue;
+    }
     for (let t = 0; t < n; t++) {
       const xt = xq16 + ((<usize>t * <usize>nb) << 6);
       const dt = xd + ((<usize>t * <usize>nb) << 2);
@@ -409,18 +450,19 @@ export function mm_q4_0(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
 
 // [sum of row 0's lanes, ..., row 3's] of four i16x8 vectors, adding in i16 until the last step:
 // each final i16 lane adds 4 input lanes, so inputs need |lane| <= 8191.
+// The same for inputs with |lane| <= 16383: pairs are added in i16, then widened.
+@inline function sumRows16w(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  const a01 = i32x4.extadd_pairwise_i16x8_s(i16x8.add(v128.shuffle<i32>(s0, s1, 0, 4, 1, 5), v128.shuffle<i32>(s0, s1, 2, 6, 3, 7)));
+  const a23 = i32x4.extadd_pairwise_i16x8_s(i16x8.add(v128.shuffle<i32>(s2, s3, 0, 4, 1, 5), v128.shuffle<i32>(s2, s3, 2, 6, 3, 7)));
+  return i32x4.add(v128.shuffle<i64>(a01, a23, 0, 2), v128.shuffle<i64>(a01, a23, 1, 3));
+}
+
 @inline function sumRows16(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
   const a01 = i16x8.add(v128.shuffle<i32>(s0, s1, 0, 4, 1, 5), v128.shuffle<i32>(s0, s1, 2, 6, 3, 7));
   const a23 = i16x8.add(v128.shuffle<i32>(s2, s3, 0, 4, 1, 5), v128.shuffle<i32>(s2, s3, 2, 6, 3, 7));
   return i32x4.extadd_pairwise_i16x8_s(i16x8.add(v128.shuffle<i64>(a01, a23, 0, 2), v128.shuffle<i64>(a01, a23, 1, 3)));
 }
 
-// sum over the block of x[i] * nibble[i] (unsigned nibbles, no -8), as i32x4 partial sums.
-@inline function dotQ4r(wp: usize, m0f: v128, xl: v128, xh: v128): v128 {
-  const v = v128.load(wp);
-  const s = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(v, m0f)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi4(v, m0f)));
-  return i32x4.extadd_pairwise_i16x8_s(s);
-}
 
 @inline function dotQ4(wp: usize, m0f: v128, m8: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   const v = v128.load(wp);
@@ -623,7 +665,7 @@ export function mm_q4_k(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
           const wb = wg + <usize>b * 96;
           const xb = xt + (<usize>b << 5);
           const xl = v128.load(xb), xh = v128.load(xb, 16);
-          const s = reduce4(dotQ4r(wb + 32, m0f, xl, xh), dotQ4r(wb + 48, m0f, xl, xh), dotQ4r(wb + 64, m0f, xl, xh), dotQ4r(wb + 80, m0f, xl, xh));
+          const s = sumRows16(dotQ4r16(v128.load(wb, 32), m0f, xl, xh), dotQ4r16(v128.load(wb, 48), m0f, xl, xh), dotQ4r16(v128.load(wb, 64), m0f, xl, xh), dotQ4r16(v128.load(wb, 80), m0f, xl, xh));
           const d = load<f32>(dt + (<usize>b << 2));
           acc = fma(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load(wb), f32x4.splat(d)), acc);
           acc = fma(v128.load(wb, 16), f32x4.splat(-d * <f32>load<i32>(st + (<usize>b << 2))), acc);
@@ -659,30 +701,33 @@ export function mm_q6_k(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
       const dt = xd + ((<usize>t * <usize>nb) << 2);
       let acc = f32x4.splat(0);
       if (ASC_FEATURE_RELAXED_SIMD) {
-        const xt = xq8 + ((<usize>t * <usize>nb) << 5);
-        const ht = xh + ((<usize>t * <usize>nb) << 3);
-        for (let b = 0; b < nb; b++) {
-          const wb = wg + <usize>b * 160;
-          const xb = xt + (<usize>b << 5);
+        let xb = xq8 + ((<usize>t * <usize>nb) << 5);
+        let hb = xh + ((<usize>t * <usize>nb) << 3);
+        let dp = xd + ((<usize>t * <usize>nb) << 2);
+        const wEnd = wg + gs;
+        for (let wb = wg; wb < wEnd; wb += 160) {
           const xl = v128.load(xb), xr = v128.load(xb, 16);
-          const lo = reduce4(
-            i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 32))),
-            i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 64))),
-            i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 96))),
-            i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 128))),
+          // u6 . i8 pair sums: |lane| <= 2 * 63 * 127 = 16002
+          const lo = sumRows16w(
+            i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 32)),
+            i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 64)),
+            i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 96)),
+            i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 128)),
           );
-          const hi = reduce4(
-            i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 48))),
-            i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 80))),
-            i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 112))),
-            i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 144))),
+          const hi = sumRows16w(
+            i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 48)),
+            i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 80)),
+            i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 112)),
+            i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 144)),
           );
-          const hb = ht + (<usize>b << 3);
-          const sl = i32x4.sub(lo, i32x4.splat(load<i32>(hb) << 5));
-          const sh = i32x4.sub(hi, i32x4.splat(load<i32>(hb, 4) << 5));
-          const d = f32x4.splat(load<f32>(dt + (<usize>b << 2)));
+          const sl = i32x4.sub(lo, i32x4.shl(v128.load32_splat(hb), 5));
+          const sh = i32x4.sub(hi, i32x4.shl(v128.load32_splat(hb, 4), 5));
+          const d = v128.load32_splat(dp);
           acc = fma(f32x4.convert_i32x4_s(sl), f32x4.mul(v128.load(wb), d), acc);
           acc = fma(f32x4.convert_i32x4_s(sh), f32x4.mul(v128.load(wb, 16), d), acc);
+          xb += 32;
+          hb += 8;
+          dp += 4;
         }
       } else {
         const xt = xq16 + ((<usize>t * <usize>nb) << 6);
