@@ -10,7 +10,7 @@ import { dtypeByteLength, type DType } from '../src/formats/dtype.js';
 import { randomTensor } from './synthetic.js';
 
 v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-const rows = 16384, cols = 2048;
+const rows = Number(process.env.ROWS ?? 16384), cols = Number(process.env.COLS ?? 2048);
 const dtypes = (process.argv[2] ?? 'f32,bf16,f16,q8_0,q4_0,q4_k,q6_k').split(',') as DType[];
 const threadsList = (process.env.THREADS ?? '1,2').split(',').map(Number);
 for (const threads of threadsList) {

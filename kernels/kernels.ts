@@ -201,6 +201,12 @@ export function mm_bf16(g0: i32, g1: i32, w: usize, x: usize, out: usize, n: i32
   return f32x4.mul(v128.and(i32x4.shr_s(v, 3), mask), magic);
 }
 
+// The four f16 row scales at p (8 bytes) as f32x4, exactly: sign-extending each to 32 bits and
+// shifting left by 13 leaves the same bits as f16hi's (h << 16) >> 3.
+@inline function scales4(p: usize, mask: v128, magic: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shl(i32x4.extend_low_i16x8_s(v128.load64_zero(p)), 13), mask), magic);
+}
+
 export function mm_f16(g0: i32, g1: i32, w: usize, x: usize, out: usize, n: i32, colsPad: i32, rowLimit: i32, outStride: i32): void {
   const magic = v128.load(C_F16MAGIC), hm = v128.load(C_HI16), mask = v128.load(C_F16MASK);
   const ws = <usize>colsPad << 1, xs = <usize>colsPad << 2;
@@ -313,7 +319,8 @@ export function quantize_x(g0: i32, g1: i32, x: usize, colsPad: i32, cols: i32, 
 }
 
 // ---------------------------------------------------------------- Q8_0
-// Repacked layout per 4-row group and block b (144 bytes): f32 d[4], then 4 x 32 i8 (row r at 16 + 32r).
+// Repacked layout per 4-row group and block b (136 bytes, ggml's own 4 x 34): f16 d[4], then 4 x 32 i8
+// (row r at 8 + 32r).
 @inline function dotQ8(wp: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   const lo = v128.load(wp), hi = v128.load(wp, 16);
   const s0 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), x1));
@@ -328,7 +335,8 @@ export function quantize_x(g0: i32, g1: i32, x: usize, colsPad: i32, cols: i32, 
 }
 
 export function mm_q8_0(g0: i32, g1: i32, w: usize, xq16: usize, xd: usize, out: usize, n: i32, nb: i32, rowLimit: i32, outStride: i32): void {
-  const gs = <usize>nb * 144;
+  const gs = <usize>nb * 136;
+  const mask = v128.load(C_F16MASK), magic = v128.load(C_F16MAGIC);
   for (let g = g0; g < g1; g++) {
     const r0 = g << 2;
     const wg = w + <usize>g * gs;
@@ -341,15 +349,15 @@ export function mm_q8_0(g0: i32, g1: i32, w: usize, xq16: usize, xd: usize, out:
         let xb = xq16 + ((<usize>t * <usize>nb) << 6);
         let dp = xd + ((<usize>t * <usize>nb) << 2);
         let acc = f32x4.splat(0);
-        for (let wb = wg; wb < wEnd; wb += 144) {
+        for (let wb = wg; wb < wEnd; wb += 136) {
           const pa = v128.load(xb), pb = v128.load(xb, 16), na = v128.load(xb, 32), nb2 = v128.load(xb, 48);
           const s = reduce4(
-            dotQ8r(v128.load(wb, 16), v128.load(wb, 32), pa, pb, na, nb2),
-            dotQ8r(v128.load(wb, 48), v128.load(wb, 64), pa, pb, na, nb2),
-            dotQ8r(v128.load(wb, 80), v128.load(wb, 96), pa, pb, na, nb2),
-            dotQ8r(v128.load(wb, 112), v128.load(wb, 128), pa, pb, na, nb2),
+            dotQ8r(v128.load(wb, 8), v128.load(wb, 24), pa, pb, na, nb2),
+            dotQ8r(v128.load(wb, 40), v128.load(wb, 56), pa, pb, na, nb2),
+            dotQ8r(v128.load(wb, 72), v128.load(wb, 88), pa, pb, na, nb2),
+            dotQ8r(v128.load(wb, 104), v128.load(wb, 120), pa, pb, na, nb2),
           );
-          acc = fma(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load(wb), v128.load32_splat(dp)), acc);
+          acc = fma(f32x4.convert_i32x4_s(s), f32x4.mul(scales4(wb, mask, magic), v128.load32_splat(dp)), acc);
           xb += 64;
           dp += 4;
         }
@@ -362,11 +370,11 @@ export function mm_q8_0(g0: i32, g1: i32, w: usize, xq16: usize, xd: usize, out:
       const dt = xd + ((<usize>t * <usize>nb) << 2);
       let acc = f32x4.splat(0);
       for (let b = 0; b < nb; b++) {
-        const wb = wg + <usize>b * 144;
+        const wb = wg + <usize>b * 136;
         const xb = xt + (<usize>b << 6);
         const x0 = v128.load(xb), x1 = v128.load(xb, 16), x2 = v128.load(xb, 32), x3 = v128.load(xb, 48);
-        const s = reduce4(dotQ8(wb + 16, x0, x1, x2, x3), dotQ8(wb + 48, x0, x1, x2, x3), dotQ8(wb + 80, x0, x1, x2, x3), dotQ8(wb + 112, x0, x1, x2, x3));
-        const sc = f32x4.mul(v128.load(wb), f32x4.splat(load<f32>(dt + (<usize>b << 2))));
+        const s = reduce4(dotQ8(wb + 8, x0, x1, x2, x3), dotQ8(wb + 40, x0, x1, x2, x3), dotQ8(wb + 72, x0, x1, x2, x3), dotQ8(wb + 104, x0, x1, x2, x3));
+        const sc = f32x4.mul(scales4(wb, mask, magic), f32x4.splat(load<f32>(dt + (<usize>b << 2))));
         acc = fma(f32x4.convert_i32x4_s(s), sc, acc);
       }
       store4(out, t, outStride, r0, rowLimit, acc);
@@ -375,15 +383,16 @@ export function mm_q8_0(g0: i32, g1: i32, w: usize, xq16: usize, xd: usize, out:
 }
 
 // ---------------------------------------------------------------- Q4_0
-// Repacked layout per 4-row group and block b (80 bytes): f32 d[4], then 4 x 16 nibble bytes
-// (row r at 16 + 16r; ggml order: low nibble = element j, high nibble = element j + 16).
+// Repacked layout per 4-row group and block b (72 bytes, ggml's own 4 x 18): f16 d[4], then 4 x 16
+// nibble bytes (row r at 8 + 16r; ggml order: low nibble = element j, high nibble = element j + 16).
 export function mm_q4_0(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd: usize, xs: usize, out: usize, n: i32, nb: i32, rowLimit: i32, outStride: i32): void {
   const m0f = v128.load(C_0F);
-  const gs = <usize>nb * 80;
+  const mask = v128.load(C_F16MASK), magic = v128.load(C_F16MAGIC);
+  const gs = <usize>nb * 72;
   if (ASC_FEATURE_RELAXED_SIMD) {
     // x (i8) . nibble (u4, the "i7" operand): i16x8 relaxed dot (one pmaddubsw), the four rows'
     // i16 sums folded together before one widening (sumRows16). Pointers advance by increments:
-    // neither Binaryen nor V8 strength-reduces b * 80 and the recomputation costs ~10 scalar
+    // neither Binaryen nor V8 strength-reduces b * 72 and the recomputation costs ~10 scalar
     // instructions per block.
     // (V8 11.3 computes i32x4.relaxed_dot_i8x16_i7x16_add_s wrongly: it doubles the dot product and
     // drops the addend, so only the i16x8 form is used.)
@@ -396,13 +405,13 @@ export function mm_q4_0(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
         let dp = xd + ((<usize>t * <usize>nb) << 2);
         let sp = xs + ((<usize>t * <usize>nb) << 2);
         let acc = f32x4.splat(0);
-        for (let wb = wg; wb < wEnd; wb += 80) {
+        for (let wb = wg; wb < wEnd; wb += 72) {
           const xl = v128.load(xb), xh = v128.load(xb, 16);
           const s = i32x4.sub(
-            sumRows16(dotQ4r16(v128.load(wb, 16), m0f, xl, xh), dotQ4r16(v128.load(wb, 32), m0f, xl, xh), dotQ4r16(v128.load(wb, 48), m0f, xl, xh), dotQ4r16(v128.load(wb, 64), m0f, xl, xh)),
+            sumRows16(dotQ4r16(v128.load(wb, 8), m0f, xl, xh), dotQ4r16(v128.load(wb, 24), m0f, xl, xh), dotQ4r16(v128.load(wb, 40), m0f, xl, xh), dotQ4r16(v128.load(wb, 56), m0f, xl, xh)),
             i32x4.shl(v128.load32_splat(sp), 3),
           );
-          acc = fma(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load(wb), v128.load32_splat(dp)), acc);
+          acc = fma(f32x4.convert_i32x4_s(s), f32x4.mul(scales4(wb, mask, magic), v128.load32_splat(dp)), acc);
           xb += 32;
           dp += 4;
           sp += 4;
@@ -420,11 +429,11 @@ export function mm_q4_0(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
         const dt = xd + ((<usize>t * <usize>nb) << 2);
         let acc = f32x4.splat(0);
         for (let b = 0; b < nb; b++) {
-          const wb = wg + <usize>b * 80;
+          const wb = wg + <usize>b * 72;
           const xb = xt + (<usize>b << 6);
           const x0 = v128.load(xb), x1 = v128.load(xb, 16), x2 = v128.load(xb, 32), x3 = v128.load(xb, 48);
-          const s = reduce4(dotQ4(wb + 16, m0f, m8, x0, x1, x2, x3), dotQ4(wb + 32, m0f, m8, x0, x1, x2, x3), dotQ4(wb + 48, m0f, m8, x0, x1, x2, x3), dotQ4(wb + 64, m0f, m8, x0, x1, x2, x3));
-          const sc = f32x4.mul(v128.load(wb), f32x4.splat(load<f32>(dt + (<usize>b << 2))));
+          const s = reduce4(dotQ4(wb + 8, m0f, m8, x0, x1, x2, x3), dotQ4(wb + 24, m0f, m8, x0, x1, x2, x3), dotQ4(wb + 40, m0f, m8, x0, x1, x2, x3), dotQ4(wb + 56, m0f, m8, x0, x1, x2, x3));
+          const sc = f32x4.mul(scales4(wb, mask, magic), f32x4.splat(load<f32>(dt + (<usize>b << 2))));
           acc = fma(f32x4.convert_i32x4_s(s), sc, acc);
         }
         store4(out, t, outStride, r0, rowLimit, acc);
@@ -774,13 +783,13 @@ export function repack_q8_0(g0: i32, g1: i32, src: usize, dst: usize, nb: i32, r
     for (let lane = 0; lane < 4; lane++) {
       const r = (g << 2) + lane;
       if (r >= rowsInChunk) break;
-      const gb = dst + <usize>g * <usize>nb * 144;
+      const gb = dst + <usize>g * <usize>nb * 136;
       let s = src + <usize>r * <usize>nb * 34;
       for (let b = 0; b < nb; b++, s += 34) {
-        const o = gb + <usize>b * 144;
-        store<f32>(o + (<usize>lane << 2), h2f(<u32>load<u16>(s)));
-        v128.store(o + 16 + (<usize>lane << 5), v128.load(s + 2));
-        v128.store(o + 32 + (<usize>lane << 5), v128.load(s + 18));
+        const o = gb + <usize>b * 136;
+        store<u16>(o + (<usize>lane << 1), load<u16>(s));
+        v128.store(o + 8 + (<usize>lane << 5), v128.load(s + 2));
+        v128.store(o + 24 + (<usize>lane << 5), v128.load(s + 18));
       }
     }
   }
@@ -791,12 +800,12 @@ export function repack_q4_0(g0: i32, g1: i32, src: usize, dst: usize, nb: i32, r
     for (let lane = 0; lane < 4; lane++) {
       const r = (g << 2) + lane;
       if (r >= rowsInChunk) break;
-      const gb = dst + <usize>g * <usize>nb * 80;
+      const gb = dst + <usize>g * <usize>nb * 72;
       let s = src + <usize>r * <usize>nb * 18;
       for (let b = 0; b < nb; b++, s += 18) {
-        const o = gb + <usize>b * 80;
-        store<f32>(o + (<usize>lane << 2), h2f(<u32>load<u16>(s)));
-        v128.store(o + 16 + (<usize>lane << 4), v128.load(s + 2));
+        const o = gb + <usize>b * 72;
+        store<u16>(o + (<usize>lane << 1), load<u16>(s));
+        v128.store(o + 8 + (<usize>lane << 4), v128.load(s + 2));
       }
     }
   }

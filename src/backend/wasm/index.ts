@@ -10,7 +10,7 @@
  */
 import type { AttentionParams, Backend, Matrix, WeightMatrix } from '../backend.js';
 import { DTYPE_LAYOUT, dtypeByteLength, type DType } from '../../formats/dtype.js';
-import { decodeF16 } from '../../formats/half.js';
+import { decodeF16, f16ToF32 } from '../../formats/half.js';
 import { ModelError, UsageError } from '../../errors.js';
 import { KERNELS, compileKernels, relaxedSimdAvailable, type KernelVariant } from './module.js';
 import { ThreadPool } from './pool.js';
@@ -78,7 +78,7 @@ class WasmMatrix implements Matrix {
 }
 
 /** Repacked bytes per 4-row group and 32 values. */
-const BLOCK_BYTES: Partial<Record<DType, number>> = { q8_0: 144, q4_0: 80, q4_k: 96, q6_k: 160 };
+const BLOCK_BYTES: Partial<Record<DType, number>> = { q8_0: 136, q4_0: 72, q4_k: 96, q6_k: 160 };
 
 const FLOAT_KERNEL: Partial<Record<DType, number>> = { f32: K.mm_f32, bf16: K.mm_bf16, f16: K.mm_f16 };
 
@@ -225,8 +225,8 @@ class WasmBackend implements Backend {
   /**
    * Block-quantized weights: raw rows go through the shard's scratch area in chunks of 4-row
    * groups and a wasm kernel rewrites them in the 4-row interleaved layout at their final place.
-   *   q8_0: per group and 32-block, f32 d[4] + 4 x 32 i8                      (144 bytes)
-   *   q4_0: per group and 32-block, f32 d[4] + 4 x 16 nibble bytes            (80 bytes)
+   *   q8_0: per group and 32-block, f16 d[4] + 4 x 32 i8                      (136 bytes)
+   *   q4_0: per group and 32-block, f16 d[4] + 4 x 16 nibble bytes            (72 bytes)
    *   q4_k: per group and 32-sub-block, f32 scale[4], f32 min[4] + 4 x 16      (96 bytes)
    *   q6_k: per group and 32-block, f32 scale[4] x 2 halves + 4 x 32 u6 bytes  (160 bytes)
    */
@@ -352,18 +352,18 @@ class WasmBackend implements Backend {
       case 'q4_0': {
         const q8 = m.dtype === 'q8_0';
         const nb = cols / 32;
-        const dstBlock = q8 ? 144 : 80;
+        const dstBlock = q8 ? 136 : 72;
         const lane = row & 3;
         const gBase = m.ptr + (row >> 2) * nb * dstBlock;
         const u8 = s.u8;
         for (let b = 0; b < nb; b++) {
           const blk = gBase + b * dstBlock;
-          const d = s.f32[(blk >> 2) + lane]!;
+          const d = f16ToF32(u8[blk + 2 * lane]! | (u8[blk + 2 * lane + 1]! << 8));
           if (q8) {
-            const q = blk + 16 + lane * 32;
+            const q = blk + 8 + lane * 32;
             for (let j = 0; j < 32; j++) out[b * 32 + j] = d * ((u8[q + j]! << 24) >> 24);
           } else {
-            const q = blk + 16 + lane * 16;
+            const q = blk + 8 + lane * 16;
             for (let j = 0; j < 16; j++) {
               const byte = u8[q + j]!;
               out[b * 32 + j] = d * ((byte & 15) - 8);
