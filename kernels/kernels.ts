@@ -532,78 +532,83 @@ export function gelu_mul(v0: i32, v1: i32, gate: usize, up: usize): void {
 const C_TANH_SMALL: usize = 448; // f32x4 splat 0.3125
 
 /**
- * x[i] = cap * tanh(x[i] / cap) over vectors [v0, v1) (4 values each): the final-logit soft-cap.
- * tanh(y) = (1 - e) / (1 + e) with e = exp(-2|y|), and an odd Taylor polynomial below |y| < 0.3125
- * where 1 - e would cancel (relative error < 1e-6 everywhere).
+ * tanh of 4 lanes: (1 - e) / (1 + e) with e = exp(-2|y|), and an odd Taylor polynomial below
+ * |y| < 0.3125 where 1 - e would cancel (relative error < 1e-6 everywhere). Constants are loaded
+ * here (a few extra loads per vector) so that callers stay short.
  */
+@inline function tanh4(y: v128): v128 {
+  const abs = v128.load(C_ABS), one = v128.load(C_ONE);
+  const ay = v128.and(y, abs);
+  const e = exp4(f32x4.mul(ay, f32x4.splat(-2)), v128.load(C_LOG2E), v128.load(C_LN2HI), v128.load(C_LN2LO), v128.load(C_P2), v128.load(C_P3), v128.load(C_P4), v128.load(C_P5), v128.load(C_P6), one, v128.load(C_127), v128.load(C_XMAX), v128.load(C_XMIN));
+  const big = f32x4.div(f32x4.sub(one, e), f32x4.add(one, e));
+  const y2 = f32x4.mul(ay, ay);
+  let q = f32x4.add(f32x4.mul(f32x4.splat(<f32>(-1382.0 / 155925)), y2), f32x4.splat(<f32>(62.0 / 2835)));
+  q = f32x4.add(f32x4.mul(q, y2), f32x4.splat(<f32>(-17.0 / 315)));
+  q = f32x4.add(f32x4.mul(q, y2), f32x4.splat(<f32>(2.0 / 15)));
+  q = f32x4.add(f32x4.mul(q, y2), f32x4.splat(<f32>(-1.0 / 3)));
+  const sm = f32x4.add(ay, f32x4.mul(f32x4.mul(ay, y2), q));
+  const t = v128.bitselect(sm, big, f32x4.lt(ay, v128.load(C_TANH_SMALL)));
+  return v128.or(t, v128.andnot(y, abs)); // the sign of y
+}
+
+/** x[i] = cap * tanh(x[i] / cap) over vectors [v0, v1) (4 values each): the final-logit soft-cap. */
 export function softcap_vec(v0: i32, v1: i32, x: usize, cap: f32): void {
-  const log2e = v128.load(C_LOG2E), ln2hi = v128.load(C_LN2HI), ln2lo = v128.load(C_LN2LO);
-  const p2 = v128.load(C_P2), p3 = v128.load(C_P3), p4 = v128.load(C_P4), p5 = v128.load(C_P5), p6 = v128.load(C_P6);
-  const one = v128.load(C_ONE), i127 = v128.load(C_127), xmax = v128.load(C_XMAX), xmin = v128.load(C_XMIN);
-  const abs = v128.load(C_ABS), small = v128.load(C_TANH_SMALL);
-  const c = f32x4.splat(cap), ic = f32x4.splat(<f32>1 / cap), m2 = f32x4.splat(-2);
-  const t3 = f32x4.splat(<f32>(-1.0 / 3)), t5 = f32x4.splat(<f32>(2.0 / 15)), t7 = f32x4.splat(<f32>(-17.0 / 315));
-  const t9 = f32x4.splat(<f32>(62.0 / 2835)), t11 = f32x4.splat(<f32>(-1382.0 / 155925));
+  const c = f32x4.splat(cap), ic = f32x4.splat(<f32>1 / cap);
   for (let i = v0; i < v1; i++) {
     const p = x + (<usize>i << 4);
-    const y = f32x4.mul(v128.load(p), ic);
-    const ay = v128.and(y, abs);
-    const e = exp4(f32x4.mul(ay, m2), log2e, ln2hi, ln2lo, p2, p3, p4, p5, p6, one, i127, xmax, xmin);
-    const big = f32x4.div(f32x4.sub(one, e), f32x4.add(one, e));
-    const y2 = f32x4.mul(ay, ay);
-    let q = f32x4.add(f32x4.mul(t11, y2), t9);
-    q = f32x4.add(f32x4.mul(q, y2), t7);
-    q = f32x4.add(f32x4.mul(q, y2), t5);
-    q = f32x4.add(f32x4.mul(q, y2), t3);
-    const sm = f32x4.add(ay, f32x4.mul(f32x4.mul(ay, y2), q));
-    const t = v128.bitselect(sm, big, f32x4.lt(ay, small));
-    // sign of y back on |tanh|
-    v128.store(p, f32x4.mul(v128.or(t, v128.andnot(y, abs)), c));
+    v128.store(p, f32x4.mul(tanh4(f32x4.mul(v128.load(p), ic)), c));
   }
 }
 
 // ---------------------------------------------------------------- attention
+@inline function hmax(v: v128): f32 {
+  const s = f32x4.max(v, v128.shuffle<f32>(v, v, 2, 3, 0, 1));
+  return max(f32x4.extract_lane(s, 0), f32x4.extract_lane(s, 1));
+}
+
 /**
  * Attention for units [u0, u1) of (token, head group) pairs, u = t * (nHeads / hpu) + g: the
  * hpu query heads g * hpu .. g * hpu + hpu - 1 (hpu divides nHeads / nKvHeads, so they share
- * one KV head) run together, so each visible K and V row is read from memory once per unit and
- * used for all of them from L1. One pass over the cache slots with an online softmax per head,
- * accumulating into the output rows. ml (the pool passes at most 14 arguments): i32 hpu at ml,
- * then the running max / sum of head row i at ml + 16 + 8i.
+ * one KV head) run together, so each visible K row is read from memory once per unit.
+ * Three passes per unit: scores q.k * scale of every visible slot into this thread's score rows
+ * (-inf elsewhere); per head, soft-cap, max and exp vectorized over the slots; then the
+ * probability-weighted sum of V rows, 32 output values at a time held in registers (no
+ * read-modify-write of the output row per key).
+ * ml (the pool passes at most 14 arguments): i32 hpu, i32 score area, i32 score bytes per thread.
  * headDim % 4 == 0. q, out: [nTokens, nHeads * headDim]; k, v: [nSlots, nKvHeads * headDim];
- * qpos: i32[nTokens]; spos: i32[nSlots] (-1 = empty); ml: 16 + nTokens * nHeads * 8 bytes. Key s is
- * visible from query t when 0 <= spos[s] <= qpos[t] and qpos[t] - spos[s] < window.
+ * qpos: i32[nTokens]; spos: i32[nSlots] (-1 = empty). Key s is visible from query t when
+ * 0 <= spos[s] <= qpos[t] and qpos[t] - spos[s] < window.
  */
 export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: usize, qpos: usize, spos: usize, nSlots: i32, nHeads: i32, nKvHeads: i32, headDim: i32, window: i32, scale: f32, cap: f32, ml: usize): void {
   const hpu = load<i32>(ml);
+  const sc0 = <usize>load<i32>(ml, 4) + <usize>THREAD * <usize>load<i32>(ml, 8);
+  const nPad = (nSlots + 3) & ~3;
+  const rowBytes = <usize>nPad << 2;
   const group = nHeads / nKvHeads;
   const nu = nHeads / hpu;
   const hb = <usize>headDim << 2;
   const kvStride = <usize>(nKvHeads * headDim) << 2;
   const zero = v128.load(C_ZERO);
+  const ninf = f32x4.splat(-Infinity);
+  const capv = f32x4.splat(cap), icap = f32x4.splat(cap > 0 ? <f32>1 / cap : 0);
+  const lim = f32x4.splat(-80);
   for (let u = u0; u < u1; u++) {
     const t = u / nu, h0 = (u % nu) * hpu;
     const qp = load<i32>(qpos + (<usize>t << 2));
     const row0 = <usize>t * <usize>nHeads + <usize>h0;
     const q0 = q + row0 * hb;
     const o0 = out + row0 * hb;
-    const ml0 = ml + 16 + (row0 << 3);
     const kvo = <usize>(h0 / group) * hb;
-    const ub = <usize>hpu * hb;
-    for (let o: usize = 0; o < ub; o += 16) v128.store(o0 + o, zero);
-    for (let j = 0; j < hpu; j++) {
-      store<f32>(ml0 + (<usize>j << 3), -Infinity);
-      store<f32>(ml0 + (<usize>j << 3), 0, 4);
-    }
-    for (let s = 0; s < nSlots; s++) {
-      const kp = load<i32>(spos + (<usize>s << 2));
-      if (kp < 0 || kp > qp || qp - kp >= window) continue;
+    // pass 1: scores
+    for (let s = 0; s < nPad; s++) {
+      const kp = s < nSlots ? load<i32>(spos + (<usize>s << 2)) : -1;
+      if (kp < 0 || kp > qp || qp - kp >= window) {
+        for (let j = 0; j < hpu; j++) store<f32>(sc0 + <usize>j * rowBytes + (<usize>s << 2), -Infinity);
+        continue;
+      }
       const kr = k + <usize>s * kvStride + kvo;
-      const vr = v + <usize>s * kvStride + kvo;
       for (let j = 0; j < hpu; j++) {
         const qr = q0 + <usize>j * hb;
-        const orow = o0 + <usize>j * hb;
-        const mp = ml0 + (<usize>j << 3);
         let a0 = zero, a1 = zero;
         let o: usize = 0;
         for (; o + 32 <= hb; o += 32) {
@@ -611,37 +616,76 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
           a1 = fma(v128.load(qr + o, 16), v128.load(kr + o, 16), a1);
         }
         if (o < hb) a0 = fma(v128.load(qr + o), v128.load(kr + o), a0);
-        let sc = hsum(f32x4.add(a0, a1)) * scale;
-        if (cap > 0) sc = cap * Mathf.tanh(sc / cap);
-        let m = load<f32>(mp);
-        let l = load<f32>(mp, 4);
-        // exp of arguments below -80 is flushed to 0: subnormal weights in the p * v updates would
-        // cost x86 a microcode assist per lane (100x slower) and change nothing at f32 precision
-        if (sc > m) {
-          const dm = m - sc;
-          const c: f32 = dm < -80 ? 0 : Mathf.exp(dm); // 0 on the first visible key
-          l *= c;
-          const cv = f32x4.splat(c);
-          for (let i: usize = 0; i < hb; i += 16) v128.store(orow + i, f32x4.mul(v128.load(orow + i), cv));
-          m = sc;
-          store<f32>(mp, m);
-        }
-        const ds = sc - m;
-        if (ds < -80) {
-          store<f32>(mp, l, 4);
-          continue;
-        }
-        const p = Mathf.exp(ds);
-        store<f32>(mp, l + p, 4);
-        const pv = f32x4.splat(p);
-        for (let i: usize = 0; i < hb; i += 16) v128.store(orow + i, fma(pv, v128.load(vr + i), v128.load(orow + i)));
+        store<f32>(sc0 + <usize>j * rowBytes + (<usize>s << 2), hsum(f32x4.add(a0, a1)) * scale);
       }
     }
     for (let j = 0; j < hpu; j++) {
-      const l = load<f32>(ml0 + (<usize>j << 3), 4);
+      const sr = sc0 + <usize>j * rowBytes;
       const orow = o0 + <usize>j * hb;
-      const inv = f32x4.splat(l > 0 ? <f32>1 / l : 0);
-      for (let i: usize = 0; i < hb; i += 16) v128.store(orow + i, f32x4.mul(v128.load(orow + i), inv));
+      // pass 2: soft-cap (keeping -inf), max, probabilities. exp of arguments below -80 is
+      // flushed to 0: subnormal weights in the p * v products would cost x86 a microcode assist
+      // per lane (100x slower) and change nothing at f32 precision.
+      let mv = ninf;
+      for (let i: usize = 0; i < rowBytes; i += 16) {
+        let x = v128.load(sr + i);
+        if (cap > 0) {
+          x = v128.bitselect(ninf, f32x4.mul(tanh4(f32x4.mul(x, icap)), capv), f32x4.eq(x, ninf));
+          v128.store(sr + i, x);
+        }
+        mv = f32x4.max(mv, x);
+      }
+      const m = hmax(mv);
+      if (m == -Infinity) {
+        for (let i: usize = 0; i < hb; i += 16) v128.store(orow + i, zero);
+        continue;
+      }
+      const mm = f32x4.splat(m);
+      let lv = zero;
+      for (let i: usize = 0; i < rowBytes; i += 16) {
+        const d = f32x4.sub(v128.load(sr + i), mm);
+        const e = v128.andnot(exp4(d, v128.load(C_LOG2E), v128.load(C_LN2HI), v128.load(C_LN2LO), v128.load(C_P2), v128.load(C_P3), v128.load(C_P4), v128.load(C_P5), v128.load(C_P6), v128.load(C_ONE), v128.load(C_127), v128.load(C_XMAX), v128.load(C_XMIN)), f32x4.lt(d, lim));
+        v128.store(sr + i, e);
+        lv = f32x4.add(lv, e);
+      }
+      const inv = f32x4.splat(<f32>1 / hsum(lv));
+      // pass 3: out = sum_s p_s v_s / l, 32 values (8 registers) at a time
+      const vb = v + kvo;
+      let c: usize = 0;
+      for (; c + 128 <= hb; c += 128) {
+        let a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero, a7 = zero;
+        for (let s = 0; s < nSlots; s++) {
+          const p = load<f32>(sr + (<usize>s << 2));
+          if (p == 0) continue;
+          const ps = f32x4.splat(p);
+          const vr = vb + <usize>s * kvStride + c;
+          a0 = fma(ps, v128.load(vr), a0);
+          a1 = fma(ps, v128.load(vr, 16), a1);
+          a2 = fma(ps, v128.load(vr, 32), a2);
+          a3 = fma(ps, v128.load(vr, 48), a3);
+          a4 = fma(ps, v128.load(vr, 64), a4);
+          a5 = fma(ps, v128.load(vr, 80), a5);
+          a6 = fma(ps, v128.load(vr, 96), a6);
+          a7 = fma(ps, v128.load(vr, 112), a7);
+        }
+        const op = orow + c;
+        v128.store(op, f32x4.mul(a0, inv));
+        v128.store(op, f32x4.mul(a1, inv), 16);
+        v128.store(op, f32x4.mul(a2, inv), 32);
+        v128.store(op, f32x4.mul(a3, inv), 48);
+        v128.store(op, f32x4.mul(a4, inv), 64);
+        v128.store(op, f32x4.mul(a5, inv), 80);
+        v128.store(op, f32x4.mul(a6, inv), 96);
+        v128.store(op, f32x4.mul(a7, inv), 112);
+      }
+      for (; c < hb; c += 16) {
+        let a0 = zero;
+        for (let s = 0; s < nSlots; s++) {
+          const p = load<f32>(sr + (<usize>s << 2));
+          if (p == 0) continue;
+          a0 = fma(f32x4.splat(p), v128.load(vb + <usize>s * kvStride + c), a0);
+        }
+        v128.store(orow + c, f32x4.mul(a0, inv));
+      }
     }
   }
 }

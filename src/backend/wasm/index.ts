@@ -558,9 +558,11 @@ class WasmBackend implements Backend {
     const heads = nTokens * nHeads;
     const parallel = heads > 1 && heads * nSlots * headDim >= 1 << 15;
     const group = nHeads / nKvHeads;
-    let hpu = group >= 4 ? group : 1;
+    let hpu = group;
     if (parallel) while (hpu > 1 && heads / hpu < 2 * this.threads) hpu = hpu % 2 === 0 ? hpu / 2 : 1;
     const units = heads / hpu;
+    // per thread: the scores of hpu heads over the slots (rounded up to 4)
+    const scoreBytes = this.threads * hpu * (Math.ceil(nSlots / 4) * 4) * 4;
     // K and V already in one heap memory (a KV cache from allocF32): read them in place
     const kh = this.heapOf.get(p.k.buffer);
     if (kh && kh === this.heapOf.get(p.v.buffer)) {
@@ -577,7 +579,8 @@ class WasmBackend implements Backend {
       const out = outIn ? p.out.byteOffset : take(qLen * 4);
       const qpos = take(nTokens * 4);
       const spos = take(nSlots * 4);
-      const ml = take(16 + heads * 8);
+      const ml = take(16);
+      const scores = take(scoreBytes);
       const end = at;
       if (end <= SCRATCH_BASE + this.scratchBytes) {
         const s = this.views(kh.shard);
@@ -586,7 +589,7 @@ class WasmBackend implements Backend {
         const i32 = new Int32Array(f32.buffer);
         i32.set(p.queryPositions.subarray(0, nTokens), qpos >> 2);
         i32.set(p.slotPositions.subarray(0, nSlots), spos >> 2);
-        i32[ml >> 2] = hpu;
+        i32.set([hpu, scores, scoreBytes / this.threads], ml >> 2);
         this.pool.run(s.index, K.attention, units, [q, p.k.byteOffset, p.v.byteOffset, out, qpos, spos, nSlots, nHeads, nKvHeads, headDim, window, p.scale, p.softcap, ml], parallel);
         if (!outIn) p.out.set(f32.subarray(out >> 2, (out >> 2) + qLen));
         return;
@@ -599,7 +602,8 @@ class WasmBackend implements Backend {
     const qpos = a(out + qLen * 4);
     const spos = a(qpos + nTokens * 4);
     const ml = a(spos + nSlots * 4);
-    const end = a(ml + 16 + heads * 8);
+    const scores = a(ml + 16);
+    const end = a(scores + scoreBytes);
     const s = this.workArea(end - SCRATCH_BASE);
     const f32 = s.f32;
     f32.set(p.q.subarray(0, qLen), q >> 2);
@@ -608,7 +612,7 @@ class WasmBackend implements Backend {
     const i32 = new Int32Array(f32.buffer);
     i32.set(p.queryPositions.subarray(0, nTokens), qpos >> 2);
     i32.set(p.slotPositions.subarray(0, nSlots), spos >> 2);
-    i32[ml >> 2] = hpu;
+    i32.set([hpu, scores, scoreBytes / this.threads], ml >> 2);
     this.pool.run(s.index, K.attention, units, [q, k, v, out, qpos, spos, nSlots, nHeads, nKvHeads, headDim, window, p.scale, p.softcap, ml], parallel);
     p.out.set(f32.subarray(out >> 2, (out >> 2) + qLen));
   }
