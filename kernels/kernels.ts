@@ -648,45 +648,40 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
         lv = f32x4.add(lv, e);
       }
       const inv = f32x4.splat(<f32>1 / hsum(lv));
-      // pass 3: out = sum_s p_s v_s / l, 32 values (8 registers) at a time
+      // pass 3: out = sum_s p_s v_s / l. V rows are read whole and in order (4 visible slots at a
+      // time, accumulated into the output row, which stays in L1): walking 32 columns at a time
+      // down the slots instead strides by the cache row and measured slower.
       const vb = v + kvo;
-      let c: usize = 0;
-      for (; c + 128 <= hb; c += 128) {
-        let a0 = zero, a1 = zero, a2 = zero, a3 = zero, a4 = zero, a5 = zero, a6 = zero, a7 = zero;
-        for (let s = 0; s < nSlots; s++) {
+      for (let i: usize = 0; i < hb; i += 16) v128.store(orow + i, zero);
+      let s = 0;
+      for (;;) {
+        // gather the next 4 visible slots
+        let n4 = 0;
+        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        let p0: f32 = 0, p1: f32 = 0, p2: f32 = 0, p3: f32 = 0;
+        while (s < nSlots && n4 < 4) {
           const p = load<f32>(sr + (<usize>s << 2));
-          if (p == 0) continue;
-          const ps = f32x4.splat(p);
-          const vr = vb + <usize>s * kvStride + c;
-          a0 = fma(ps, v128.load(vr), a0);
-          a1 = fma(ps, v128.load(vr, 16), a1);
-          a2 = fma(ps, v128.load(vr, 32), a2);
-          a3 = fma(ps, v128.load(vr, 48), a3);
-          a4 = fma(ps, v128.load(vr, 64), a4);
-          a5 = fma(ps, v128.load(vr, 80), a5);
-          a6 = fma(ps, v128.load(vr, 96), a6);
-          a7 = fma(ps, v128.load(vr, 112), a7);
+          if (p != 0) {
+            if (n4 == 0) { s0 = s; p0 = p; } else if (n4 == 1) { s1 = s; p1 = p; } else if (n4 == 2) { s2 = s; p2 = p; } else { s3 = s; p3 = p; }
+            n4++;
+          }
+          s++;
         }
-        const op = orow + c;
-        v128.store(op, f32x4.mul(a0, inv));
-        v128.store(op, f32x4.mul(a1, inv), 16);
-        v128.store(op, f32x4.mul(a2, inv), 32);
-        v128.store(op, f32x4.mul(a3, inv), 48);
-        v128.store(op, f32x4.mul(a4, inv), 64);
-        v128.store(op, f32x4.mul(a5, inv), 80);
-        v128.store(op, f32x4.mul(a6, inv), 96);
-        v128.store(op, f32x4.mul(a7, inv), 112);
-      }
-      for (; c < hb; c += 16) {
-        let a0 = zero;
-        for (let s = 0; s < nSlots; s++) {
-          const p = load<f32>(sr + (<usize>s << 2));
-          if (p == 0) continue;
-          a0 = fma(f32x4.splat(p), v128.load(vb + <usize>s * kvStride + c), a0);
+        if (n4 == 0) break;
+        // missing slots repeat s0 with weight 0
+        if (n4 < 2) s1 = s0;
+        if (n4 < 3) s2 = s0;
+        if (n4 < 4) s3 = s0;
+        const v0 = vb + <usize>s0 * kvStride, v1 = vb + <usize>s1 * kvStride, v2 = vb + <usize>s2 * kvStride, v3 = vb + <usize>s3 * kvStride;
+        const w0 = f32x4.splat(p0), w1 = f32x4.splat(p1), w2 = f32x4.splat(p2), w3 = f32x4.splat(p3);
+        for (let i: usize = 0; i < hb; i += 16) {
+          const o = orow + i;
+          v128.store(o, fma(w3, v128.load(v3 + i), fma(w2, v128.load(v2 + i), fma(w1, v128.load(v1 + i), fma(w0, v128.load(v0 + i), v128.load(o))))));
         }
-        v128.store(orow + c, f32x4.mul(a0, inv));
+        if (n4 < 4) break;
       }
-    }
+      for (let i: usize = 0; i < hb; i += 16) v128.store(orow + i, f32x4.mul(v128.load(orow + i), inv));
+}
   }
 }
 
