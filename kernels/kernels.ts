@@ -400,7 +400,35 @@ export function mm_q4_0(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
       const r0 = g << 2;
       const wg = w + <usize>g * gs;
       const wEnd = wg + gs;
-      for (let t = 0; t < n; t++) {
+      let t = 0;
+      // four tokens at a time: each block's nibbles are unpacked once and used for all four
+      // (prefill and batched decoding): +7% over one at a time, +6% over two, although V8 spills
+      // part of the unpacked weights to the stack.
+      const xStride = <usize>nb << 5, sStride = <usize>nb << 2;
+      for (; t + 3 < n; t += 4) {
+        let xb = xq8 + <usize>t * xStride;
+        let dp = xd + <usize>t * sStride;
+        let sp = xs + <usize>t * sStride;
+        let acc0 = f32x4.splat(0), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        for (let wb = wg; wb < wEnd; wb += 72) {
+          const v0 = v128.load(wb, 8), v1 = v128.load(wb, 24), v2 = v128.load(wb, 40), v3 = v128.load(wb, 56);
+          const lo0 = v128.and(v0, m0f), hi0 = hi4(v0, m0f), lo1 = v128.and(v1, m0f), hi1 = hi4(v1, m0f);
+          const lo2 = v128.and(v2, m0f), hi2 = hi4(v2, m0f), lo3 = v128.and(v3, m0f), hi3 = hi4(v3, m0f);
+          const sc = scales4(wb, mask, magic);
+          acc0 = fma(f32x4.convert_i32x4_s(q4Token(lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3, xb, sp)), f32x4.mul(sc, v128.load32_splat(dp)), acc0);
+          acc1 = fma(f32x4.convert_i32x4_s(q4Token(lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3, xb + xStride, sp + sStride)), f32x4.mul(sc, v128.load32_splat(dp + sStride)), acc1);
+          acc2 = fma(f32x4.convert_i32x4_s(q4Token(lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3, xb + 2 * xStride, sp + 2 * sStride)), f32x4.mul(sc, v128.load32_splat(dp + 2 * sStride)), acc2);
+          acc3 = fma(f32x4.convert_i32x4_s(q4Token(lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3, xb + 3 * xStride, sp + 3 * sStride)), f32x4.mul(sc, v128.load32_splat(dp + 3 * sStride)), acc3);
+          xb += 32;
+          dp += 4;
+          sp += 4;
+        }
+        store4(out, t, outStride, r0, rowLimit, acc0);
+        store4(out, t + 1, outStride, r0, rowLimit, acc1);
+        store4(out, t + 2, outStride, r0, rowLimit, acc2);
+        store4(out, t + 3, outStride, r0, rowLimit, acc3);
+      }
+      for (; t < n; t++) {
         let xb = xq8 + ((<usize>t * <usize>nb) << 5);
         let dp = xd + ((<usize>t * <usize>nb) << 2);
         let sp = xs + ((<usize>t * <usize>nb) << 2);
@@ -457,15 +485,26 @@ export function mm_q4_0(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
   return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(v, m0f)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi4(v, m0f)));
 }
 
-// [sum of row 0's lanes, ..., row 3's] of four i16x8 vectors, adding in i16 until the last step:
-// each final i16 lane adds 4 input lanes, so inputs need |lane| <= 8191.
-// The same for inputs with |lane| <= 16383: pairs are added in i16, then widened.
+// One token's block sums for 4 rows from unpacked nibbles: sum(x * (nibble - 8)) per row.
+@inline function q4Token(lo0: v128, hi0: v128, lo1: v128, hi1: v128, lo2: v128, hi2: v128, lo3: v128, hi3: v128, xb: usize, sp: usize): v128 {
+  const xl = v128.load(xb), xh = v128.load(xb, 16);
+  const s0 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo0), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi0));
+  const s1 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo1), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi1));
+  const s2 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo2), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi2));
+  const s3 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo3), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi3));
+  return i32x4.sub(sumRows16(s0, s1, s2, s3), i32x4.shl(v128.load32_splat(sp), 3));
+}
+
+// [sum of row 0's lanes, ..., row 3's] of four i16x8 vectors with |lane| <= 16383: pairs are
+// added in i16, then widened.
 @inline function sumRows16w(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
   const a01 = i32x4.extadd_pairwise_i16x8_s(i16x8.add(v128.shuffle<i32>(s0, s1, 0, 4, 1, 5), v128.shuffle<i32>(s0, s1, 2, 6, 3, 7)));
   const a23 = i32x4.extadd_pairwise_i16x8_s(i16x8.add(v128.shuffle<i32>(s2, s3, 0, 4, 1, 5), v128.shuffle<i32>(s2, s3, 2, 6, 3, 7)));
   return i32x4.add(v128.shuffle<i64>(a01, a23, 0, 2), v128.shuffle<i64>(a01, a23, 1, 3));
 }
 
+// [sum of row 0's lanes, ..., row 3's] of four i16x8 vectors, adding in i16 until the last step:
+// each final i16 lane adds 4 input lanes, so inputs need |lane| <= 8191.
 @inline function sumRows16(s0: v128, s1: v128, s2: v128, s3: v128): v128 {
   const a01 = i16x8.add(v128.shuffle<i32>(s0, s1, 0, 4, 1, 5), v128.shuffle<i32>(s0, s1, 2, 6, 3, 7));
   const a23 = i16x8.add(v128.shuffle<i32>(s2, s3, 0, 4, 1, 5), v128.shuffle<i32>(s2, s3, 2, 6, 3, 7));

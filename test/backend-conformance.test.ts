@@ -121,7 +121,7 @@ const shapes = [
   { rows: 1, cols: 32, ns: [1, 2] },
   { rows: 37, cols: 96, ns: [1, 2, 3, 5] },
   { rows: 67, cols: 512, ns: [1, 4, 7] },
-  { rows: 1029, cols: 2048, ns: [2] }, // > 2M multiply-adds: runs on the worker threads
+  { rows: 1029, cols: 2048, ns: [2, 9] }, // > 2M multiply-adds: runs on the worker threads (9: the 4-token tiles and a remainder)
 ];
 const kShapes = [
   { rows: 1, cols: 256, ns: [1, 2] },
