@@ -244,6 +244,33 @@ export function f16_to_f32(src: usize, dst: usize, count: i32): void {
   }
 }
 
+/**
+ * Encode f32 values [i0, i1) at src as f16 at dst, rounding to nearest even (subnormals, overflow
+ * to infinity and NaN as IEEE 754 does): KV cache rows in f16.
+ */
+export function f32_to_f16(i0: i32, i1: i32, src: usize, dst: usize): void {
+  for (let i = i0; i < i1; i++) {
+    const x = load<u32>(src + (<usize>i << 2));
+    const sign = (x >> 16) & 0x8000;
+    const a = x & 0x7fffffff;
+    let h: u32;
+    if (a >= 0x7f800000) h = a > 0x7f800000 ? 0x7e00 : 0x7c00;
+    else if (a >= 0x477ff000) h = 0x7c00; // >= 65520 rounds to infinity
+    else if (a < 0x38800000) h = <u32>nearest(reinterpret<f32>(a) * <f32>16777216); // subnormal: x * 2^24, exact scaling, RNE
+    else h = (a - 0x38000000 + 0xfff + ((a >> 13) & 1)) >> 13;
+    store<u16>(dst + (<usize>i << 1), sign | h);
+  }
+}
+
+// 4 f16 values (as the low or high half of v's i16 lanes, sign-extended to i32 lanes) -> f32x4,
+// exactly: see scales4.
+@inline function f16lo4(v: v128, mask: v128, magic: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shl(i32x4.extend_low_i16x8_s(v), 13), mask), magic);
+}
+@inline function f16hi4(v: v128, mask: v128, magic: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shl(i32x4.extend_high_i16x8_s(v), 13), mask), magic);
+}
+
 // ---------------------------------------------------------------- activation quantization
 const C_ABS: usize = 416; // i32x4 splat 0x7fffffff
 const C_MINN: usize = 432; // i32x4 splat 0x007fffff (largest subnormal bits)
@@ -613,7 +640,8 @@ export function softcap_vec(v0: i32, v1: i32, x: usize, cap: f32): void {
  * (-inf elsewhere); per head, soft-cap, max and exp vectorized over the slots; then the
  * probability-weighted sum of V rows, 32 output values at a time held in registers (no
  * read-modify-write of the output row per key).
- * ml (the pool passes at most 14 arguments): i32 hpu, i32 score area, i32 score bytes per thread.
+ * ml (the pool passes at most 14 arguments): i32 hpu, i32 score area, i32 score bytes per thread,
+ * i32 1 when k / v hold f16 values (the f16 KV cache), 0 for f32.
  * headDim % 4 == 0. q, out: [nTokens, nHeads * headDim]; k, v: [nSlots, nKvHeads * headDim];
  * qpos: i32[nTokens]; spos: i32[nSlots] (-1 = empty). Key s is visible from query t when
  * 0 <= spos[s] <= qpos[t] and qpos[t] - spos[s] < window.
@@ -621,12 +649,15 @@ export function softcap_vec(v0: i32, v1: i32, x: usize, cap: f32): void {
 export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: usize, qpos: usize, spos: usize, nSlots: i32, nHeads: i32, nKvHeads: i32, headDim: i32, window: i32, scale: f32, cap: f32, ml: usize): void {
   const hpu = load<i32>(ml);
   const sc0 = <usize>load<i32>(ml, 4) + <usize>THREAD * <usize>load<i32>(ml, 8);
+  const f16 = load<i32>(ml, 12) != 0; // k / v hold f16 (2 bytes per value) instead of f32
+  const es: usize = f16 ? 1 : 2; // log2 of the element size
+  const mask = v128.load(C_F16MASK), magic = v128.load(C_F16MAGIC);
   const nPad = (nSlots + 3) & ~3;
   const rowBytes = <usize>nPad << 2;
   const group = nHeads / nKvHeads;
   const nu = nHeads / hpu;
   const hb = <usize>headDim << 2;
-  const kvStride = <usize>(nKvHeads * headDim) << 2;
+  const kvStride = <usize>(nKvHeads * headDim) << es;
   const zero = v128.load(C_ZERO);
   const ninf = f32x4.splat(-Infinity);
   const capv = f32x4.splat(cap), icap = f32x4.splat(cap > 0 ? <f32>1 / cap : 0);
@@ -637,7 +668,7 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
     const row0 = <usize>t * <usize>nHeads + <usize>h0;
     const q0 = q + row0 * hb;
     const o0 = out + row0 * hb;
-    const kvo = <usize>(h0 / group) * hb;
+    const kvo = <usize>(h0 / group) * (<usize>headDim << es);
     // pass 1: scores
     for (let s = 0; s < nPad; s++) {
       const kp = s < nSlots ? load<i32>(spos + (<usize>s << 2)) : -1;
@@ -650,11 +681,20 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
         const qr = q0 + <usize>j * hb;
         let a0 = zero, a1 = zero;
         let o: usize = 0;
-        for (; o + 32 <= hb; o += 32) {
-          a0 = fma(v128.load(qr + o), v128.load(kr + o), a0);
-          a1 = fma(v128.load(qr + o, 16), v128.load(kr + o, 16), a1);
+        if (f16) {
+          for (; o + 32 <= hb; o += 32) {
+            const kv = v128.load(kr + (o >> 1));
+            a0 = fma(v128.load(qr + o), f16lo4(kv, mask, magic), a0);
+            a1 = fma(v128.load(qr + o, 16), f16hi4(kv, mask, magic), a1);
+          }
+          if (o < hb) a0 = fma(v128.load(qr + o), f16lo4(v128.load64_zero(kr + (o >> 1)), mask, magic), a0);
+        } else {
+          for (; o + 32 <= hb; o += 32) {
+            a0 = fma(v128.load(qr + o), v128.load(kr + o), a0);
+            a1 = fma(v128.load(qr + o, 16), v128.load(kr + o, 16), a1);
+          }
+          if (o < hb) a0 = fma(v128.load(qr + o), v128.load(kr + o), a0);
         }
-        if (o < hb) a0 = fma(v128.load(qr + o), v128.load(kr + o), a0);
         store<f32>(sc0 + <usize>j * rowBytes + (<usize>s << 2), hsum(f32x4.add(a0, a1)) * scale);
       }
     }
@@ -713,9 +753,24 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
         if (n4 < 4) s3 = s0;
         const v0 = vb + <usize>s0 * kvStride, v1 = vb + <usize>s1 * kvStride, v2 = vb + <usize>s2 * kvStride, v3 = vb + <usize>s3 * kvStride;
         const w0 = f32x4.splat(p0), w1 = f32x4.splat(p1), w2 = f32x4.splat(p2), w3 = f32x4.splat(p3);
-        for (let i: usize = 0; i < hb; i += 16) {
-          const o = orow + i;
-          v128.store(o, fma(w3, v128.load(v3 + i), fma(w2, v128.load(v2 + i), fma(w1, v128.load(v1 + i), fma(w0, v128.load(v0 + i), v128.load(o))))));
+        if (f16) {
+          let i: usize = 0;
+          for (; i + 32 <= hb; i += 32) {
+            const o = orow + i, h = i >> 1;
+            const e0 = v128.load(v0 + h), e1 = v128.load(v1 + h), e2 = v128.load(v2 + h), e3 = v128.load(v3 + h);
+            v128.store(o, fma(w3, f16lo4(e3, mask, magic), fma(w2, f16lo4(e2, mask, magic), fma(w1, f16lo4(e1, mask, magic), fma(w0, f16lo4(e0, mask, magic), v128.load(o))))));
+            v128.store(o, fma(w3, f16hi4(e3, mask, magic), fma(w2, f16hi4(e2, mask, magic), fma(w1, f16hi4(e1, mask, magic), fma(w0, f16hi4(e0, mask, magic), v128.load(o, 16))))), 16);
+          }
+          if (i < hb) {
+            const o = orow + i, h = i >> 1;
+            const e0 = v128.load64_zero(v0 + h), e1 = v128.load64_zero(v1 + h), e2 = v128.load64_zero(v2 + h), e3 = v128.load64_zero(v3 + h);
+            v128.store(o, fma(w3, f16lo4(e3, mask, magic), fma(w2, f16lo4(e2, mask, magic), fma(w1, f16lo4(e1, mask, magic), fma(w0, f16lo4(e0, mask, magic), v128.load(o))))));
+          }
+        } else {
+          for (let i: usize = 0; i < hb; i += 16) {
+            const o = orow + i;
+            v128.store(o, fma(w3, v128.load(v3 + i), fma(w2, v128.load(v2 + i), fma(w1, v128.load(v1 + i), fma(w0, v128.load(v0 + i), v128.load(o))))));
+          }
         }
         if (n4 < 4) break;
       }

@@ -17,6 +17,7 @@ import { GemmaKVCache } from '../src/model/kv-cache.js';
 import { createWasmBackend } from '../src/backend/wasm/index.js';
 import { createJsBackend } from '../src/backend/js/index.js';
 import { ModelError } from '../src/errors.js';
+import { f32ToF16 } from '../src/formats/half.js';
 import type { AttentionParams } from '../src/backend/backend.js';
 import { goldenDir } from './helpers/paths.js';
 import { randArray, rng } from './wasm-util.js';
@@ -200,4 +201,97 @@ test('a cache dropped without dispose gives its wasm memory back when garbage-co
   }
   assert.equal(b.heapUsage().liveBytes, 0);
   b.dispose();
+});
+
+describe('f16 KV cache (kvType f16)', () => {
+  test('writeF16 rounds exactly like the reference f32 -> f16 conversion (nearest even, subnormals, overflow, NaN)', async () => {
+    const b = await createWasmBackend({ threads: 1 });
+    const specials = [0, -0, 1, -1, 65504, 65519.996, 65520, -65520, 1e6, Infinity, -Infinity, 2 ** -14, 2 ** -24, 2 ** -25, 1.5 * 2 ** -25, 2 ** -26, 6.1e-5, 5.96e-8, 1e-30, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 1 + 2 ** -11 + 2 ** -30, 0.1, -3.14159];
+    const r = rng(99);
+    const src = new Float32Array(5000);
+    src.set(specials);
+    for (let i = specials.length; i < src.length; i++) src[i] = (r() - 0.5) * 10 ** Math.floor(r() * 12 - 8);
+    const dst = b.allocF16(src.length + 3);
+    b.writeF16(dst, 3, src);
+    for (let i = 0; i < src.length; i++) assert.equal(dst[3 + i], f32ToF16(src[i]!), `value ${src[i]}`);
+    const nan = new Float32Array([NaN]);
+    b.writeF16(dst, 0, nan);
+    assert.equal(dst[0]! & 0x7c00, 0x7c00);
+    assert.notEqual(dst[0]! & 0x3ff, 0, 'NaN stays NaN');
+    assert.throws(() => b.writeF16(dst, dst.length - 1, src.subarray(0, 2)), ModelError);
+    b.freeF16(dst);
+    assert.equal(b.heapUsage().liveBytes, 0);
+    b.dispose();
+  });
+
+  test('attention over f16 keys / values equals the reference on the decoded values (in place and copied, 1 and 2 threads)', async () => {
+    for (const threads of [1, 2]) {
+      const b = await createWasmBackend({ threads });
+      const r = rng(7 + threads);
+      for (const { nHeads, nKvHeads, headDim, nTokens, softcap, window } of [
+        { nHeads: 8, nKvHeads: 4, headDim: 64, nTokens: 1, softcap: 50, window: Infinity },
+        { nHeads: 8, nKvHeads: 1, headDim: 20, nTokens: 3, softcap: 0, window: 9 },
+        { nHeads: 4, nKvHeads: 2, headDim: 36, nTokens: 5, softcap: 30, window: Infinity },
+      ]) {
+        const nSlots = 45;
+        const kvLen = nSlots * nKvHeads * headDim;
+        const k = b.allocF16(kvLen), v = b.allocF16(kvLen);
+        b.writeF16(k, 0, randArray(kvLen, r));
+        b.writeF16(v, 0, randArray(kvLen, r));
+        const slotPositions = Int32Array.from({ length: nSlots }, (_, i) => (i < 40 ? i : -1));
+        const base = {
+          nTokens, nSlots, nHeads, nKvHeads, headDim, slotPositions, window, scale: 0.2, softcap,
+          queryPositions: Int32Array.from({ length: nTokens }, (_, t) => 39 - nTokens + 1 + t), q: randArray(nTokens * nHeads * headDim, r),
+        };
+        const len = nTokens * nHeads * headDim;
+        const outPlace = new Float32Array(len), outCopy = new Float32Array(len), outJs = new Float32Array(len);
+        b.attention({ ...base, k, v, out: outPlace } as AttentionParams);
+        b.attention({ ...base, k: k.slice(), v: v.slice(), out: outCopy } as AttentionParams);
+        createJsBackend().attention({ ...base, k: k.slice(), v: v.slice(), out: outJs } as AttentionParams);
+        assert.deepEqual(outPlace, outCopy);
+        for (let i = 0; i < len; i++) assert.ok(Math.abs(outJs[i]! - outPlace[i]!) < 2e-5, `${headDim}/${nTokens}: ${outJs[i]} vs ${outPlace[i]}`);
+        b.freeF16(k);
+        b.freeF16(v);
+      }
+      assert.equal(b.heapUsage().liveBytes, 0);
+      b.dispose();
+    }
+  });
+
+  test('a golden model decodes with an f16 cache: half the bytes, logits close to the f32 cache, clone and dispose work', async () => {
+    const dir = path.join(goldenDir(), 'gemma2');
+    const { config } = normalizeHfConfig(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')));
+    const source = openSafetensors(path.join(dir, 'model.safetensors'));
+    const backend = await createWasmBackend({ threads: 2 });
+    const f16Model = await createModel(source, config, { backend, chunkSize: 3, kvType: 'f16' });
+    source.close();
+    const c16 = f16Model.createCache(96);
+    const c32 = new GemmaKVCache(config, 96, 3, backend, 'f32');
+    assert.equal(c16.kvType, 'f16');
+    assert.equal(c32.kvType, 'f32');
+    const prompt = [2, 17, 301, 45, 9, 88, 123, 7, 19, 250];
+    let a = f16Model.forward(prompt, c16).logits;
+    let want = f16Model.forward(prompt, c32).logits;
+    const scale = Math.max(...want.map(Math.abs));
+    let worst = 0;
+    for (let step = 0; step < 40; step++) {
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - want[i]!));
+      const next = argmax(want);
+      a = f16Model.forward([next], c16).logits;
+      want = f16Model.forward([next], c32).logits;
+    }
+    // f16 keeps 11 significant bits: differences stay at that level, far from the logits' scale
+    assert.ok(worst < 1e-2 * scale, `max |logit diff| ${worst} vs scale ${scale}`);
+    assert.ok(worst > 0, 'the f16 cache really rounds');
+    const bytes = (c: GemmaKVCache) => c.layers.reduce((s, l) => s + l.k.byteLength + l.v.byteLength, 0);
+    assert.equal(bytes(c16) * 2, bytes(c32));
+    const copy = c16.clone();
+    assert.equal(copy.kvType, 'f16');
+    assert.deepEqual(f16Model.forward([5], copy).logits, f16Model.forward([5], c16).logits);
+    for (const c of [c16, c32, copy]) c.dispose();
+    assert.equal(backend.heapUsage().liveBytes, 0);
+    // a backend without f16 storage keeps f32
+    assert.equal(new GemmaKVCache(config, 16, 3, createJsBackend(), 'f16').kvType, 'f32');
+    f16Model.dispose();
+  });
 });

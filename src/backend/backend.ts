@@ -30,10 +30,10 @@ export interface Matrix {
 export interface AttentionParams {
   /** [nTokens, nHeads * headDim] */
   q: Float32Array;
-  /** [nSlots, nKvHeads * headDim] */
-  k: Float32Array;
-  /** [nSlots, nKvHeads * headDim] */
-  v: Float32Array;
+  /** [nSlots, nKvHeads * headDim]: f32 values, or f16 bits (an f16 KV cache, see allocF16). */
+  k: Float32Array | Uint16Array;
+  /** [nSlots, nKvHeads * headDim], the same type as k. */
+  v: Float32Array | Uint16Array;
   nTokens: number;
   nSlots: number;
   nHeads: number;
@@ -93,6 +93,15 @@ export interface Backend {
   allocF32?(count: number): Float32Array;
   /** Release an array from `allocF32` (its memory is reused; the view must not be used again). No-op for other arrays and after dispose. */
   freeF32?(a: Float32Array): void;
+  /**
+   * Optional, with writeF16: a zero-filled array of `count` f16 values (their bits) in the
+   * backend's memory, for an f16 KV cache (half the bytes attention reads per token). Released
+   * with `freeF16`.
+   */
+  allocF16?(count: number): Uint16Array;
+  freeF16?(a: Uint16Array): void;
+  /** dst[offset ..] = src rounded to f16 (nearest even), for arrays from allocF16. */
+  writeF16?(dst: Uint16Array, offset: number, src: Float32Array): void;
   /** Release everything the backend holds (workers, memories). */
   dispose(): void;
 }

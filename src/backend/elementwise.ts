@@ -5,6 +5,7 @@
  * backend uses them all, the wasm backend all but large attention calls (done in a kernel).
  */
 import type { AttentionParams } from './backend.js';
+import { decodeF16 } from '../formats/half.js';
 
 export function rmsNorm(x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number): void {
   for (let r = 0; r < rows; r++) {
@@ -31,10 +32,24 @@ export function geluMul(gate: Float32Array, up: Float32Array, count: number): vo
   }
 }
 
+// theta^(-2i/headDim) per (theta, headDim): the same few tables serve every call
+const invFreqs = new Map<string, Float64Array>();
+
+function invFreqTable(theta: number, headDim: number): Float64Array {
+  const key = `${theta}/${headDim}`;
+  let t = invFreqs.get(key);
+  if (!t) {
+    const half = headDim >> 1;
+    t = new Float64Array(half);
+    for (let i = 0; i < half; i++) t[i] = 1 / Math.pow(theta, (2 * i) / headDim);
+    invFreqs.set(key, t);
+  }
+  return t;
+}
+
 export function rope(x: Float32Array, nTokens: number, nHeads: number, headDim: number, positions: Int32Array, theta: number, scaling: number): void {
   const half = headDim >> 1;
-  const invFreq = new Float64Array(half);
-  for (let i = 0; i < half; i++) invFreq[i] = 1 / Math.pow(theta, (2 * i) / headDim);
+  const invFreq = invFreqTable(theta, headDim);
   const cos = new Float64Array(half);
   const sin = new Float64Array(half);
   for (let t = 0; t < nTokens; t++) {
@@ -63,9 +78,17 @@ export function softcap(x: Float32Array, count: number, cap: number): void {
 
 /** Attention for nTokens queries; f64 scores and accumulators. */
 export function attention(p: AttentionParams): void {
-  const { q, k, v, nTokens, nSlots, nHeads, nKvHeads, headDim, queryPositions, slotPositions, window, scale, softcap, out } = p;
+  const { q, nTokens, nSlots, nHeads, nKvHeads, headDim, queryPositions, slotPositions, window, scale, softcap, out } = p;
   const group = nHeads / nKvHeads;
   const kvDim = nKvHeads * headDim;
+  // an f16 cache (bits in Uint16Array) is decoded once here: this path is the readable reference
+  const asF32 = (a: Float32Array | Uint16Array): Float32Array => {
+    if (!(a instanceof Uint16Array)) return a;
+    const f = new Float32Array(nSlots * kvDim);
+    decodeF16(new Uint8Array(a.buffer, a.byteOffset, f.length * 2), 0, f.length, f);
+    return f;
+  };
+  const k = asF32(p.k), v = asF32(p.v);
   const scores = new Float64Array(nSlots);
   const acc = new Float64Array(headDim);
   for (let t = 0; t < nTokens; t++) {

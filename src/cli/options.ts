@@ -63,6 +63,7 @@ export interface ModelFlags {
   model: string;
   backend?: 'js' | 'wasm';
   threads?: number;
+  kvType?: 'f32' | 'f16';
 }
 
 export function addModelOptions(cmd: Command): Command {
@@ -72,7 +73,11 @@ export function addModelOptions(cmd: Command): Command {
       if (v !== 'js' && v !== 'wasm') throw new InvalidArgumentError('expected js or wasm.');
       return v;
     })
-    .option('--threads <n>', 'worker threads for the wasm backend', parseIntFlag(1, 256));
+    .option('--threads <n>', 'worker threads for the wasm backend', parseIntFlag(1, 256))
+    .option('--kv-type <type>', 'KV cache element type: f32 (default, exact) or f16 (half the memory and bandwidth; wasm backend)', (v: string) => {
+      if (v !== 'f32' && v !== 'f16') throw new InvalidArgumentError('expected f32 or f16.');
+      return v;
+    });
 }
 
 /** The sampling flags are the library's SamplingOptions plus the generation limits. */
@@ -146,6 +151,7 @@ export async function loadForCli(flags: ModelFlags, io: CliIO, extra: LoadOption
       ...extra,
       ...(flags.backend ? { backend: flags.backend } : {}),
       ...(flags.threads ? { threads: flags.threads } : {}),
+      ...(flags.kvType ? { kvType: flags.kvType } : {}),
       onProgress,
     });
     for (const n of loaded.notices) io.stderr.write(`note: ${n}\n`);

@@ -11,7 +11,7 @@
 import type { Backend, Matrix } from '../backend/backend.js';
 import type { ModelConfig } from '../config/model-config.js';
 import { ModelError } from '../errors.js';
-import { GemmaKVCache } from './kv-cache.js';
+import { GemmaKVCache, type KVType } from './kv-cache.js';
 import type { BatchItem, ForwardOptions, ForwardResult, Hook, KVCache, LanguageModel } from './types.js';
 import type { GemmaWeights } from './weights.js';
 
@@ -22,6 +22,8 @@ export interface GemmaModelOptions {
   chunkSize?: number;
   /** Default context size of new caches (default min(maxPositionEmbeddings, 8192)). */
   contextSize?: number;
+  /** Element type of new caches' keys and values (default 'f32'; see GemmaKVCache). */
+  kvType?: KVType;
 }
 
 /** A slice of one sequence inside a step. */
@@ -41,6 +43,7 @@ export class GemmaModel implements LanguageModel {
   readonly backend: Backend;
   readonly chunkSize: number;
   readonly contextSize: number;
+  readonly kvType: KVType;
   private readonly w: GemmaWeights;
 
   constructor(config: ModelConfig, weights: GemmaWeights, backend: Backend, options: GemmaModelOptions = {}) {
@@ -52,11 +55,12 @@ export class GemmaModel implements LanguageModel {
     this.vocabSize = vocab;
     this.chunkSize = options.chunkSize ?? 256;
     this.contextSize = options.contextSize ?? Math.min(config.maxPositionEmbeddings, 8192);
+    this.kvType = options.kvType ?? 'f32';
   }
 
   createCache(maxTokens = this.contextSize): GemmaKVCache {
     if (!Number.isInteger(maxTokens) || maxTokens <= 0) throw new ModelError(`invalid context size ${maxTokens}`);
-    return new GemmaKVCache(this.config, maxTokens, this.chunkSize, this.backend);
+    return new GemmaKVCache(this.config, maxTokens, this.chunkSize, this.backend, this.kvType);
   }
 
   forward(ids: readonly number[], cache: KVCache, options: ForwardOptions = {}): ForwardResult {

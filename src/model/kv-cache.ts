@@ -8,6 +8,11 @@
  * attention reads them in place instead of copying the cache in on every call), else in plain
  * Float32Arrays. `dispose()` returns that memory; a cache dropped without dispose returns it
  * when it is garbage-collected (FinalizationRegistry).
+ *
+ * KV type 'f16' (llama.cpp's default) stores keys and values as f16, rounded to nearest even:
+ * half the memory, and half the bytes attention reads per generated token. It needs a backend
+ * with allocF16 / writeF16 (the wasm backend); other backends keep f32, which is never less
+ * exact. 'f32' (the default) keeps logits exact to the reference.
  */
 import { ModelError } from '../errors.js';
 import type { Backend } from '../backend/backend.js';
@@ -15,19 +20,36 @@ import type { ModelConfig } from '../config/model-config.js';
 import type { KVCache } from './types.js';
 
 /** The part of a backend the cache uses for its storage. */
-export type KVAllocator = Pick<Backend, 'allocF32' | 'freeF32'>;
+export type KVAllocator = Pick<Backend, 'allocF32' | 'freeF32' | 'allocF16' | 'freeF16' | 'writeF16'>;
+
+/** Element type of keys and values in a cache. */
+export type KVType = 'f32' | 'f16';
+
+type KVArray = Float32Array | Uint16Array;
 
 /** The backend arrays a cache holds; kept apart from the cache so the finalizer can free them. */
 class Storage {
-  private readonly owned = new Set<Float32Array>();
-  constructor(private readonly backend: KVAllocator | undefined) {}
+  private readonly owned = new Set<KVArray>();
+  /** The type actually stored: f16 only where the backend can hold and write it. */
+  readonly type: KVType;
+  constructor(
+    private readonly backend: KVAllocator | undefined,
+    requested: KVType,
+  ) {
+    this.type = requested === 'f16' && backend?.allocF16 && backend.freeF16 && backend.writeF16 ? 'f16' : 'f32';
+  }
 
   get allocator(): KVAllocator | undefined {
     return this.backend;
   }
 
-  alloc(count: number): Float32Array {
+  alloc(count: number): KVArray {
     const b = this.backend;
+    if (this.type === 'f16') {
+      const a = b!.allocF16!(count);
+      this.owned.add(a);
+      return a;
+    }
     if (b?.allocF32 && b.freeF32) {
       let a: Float32Array | undefined;
       try {
@@ -44,13 +66,20 @@ class Storage {
     return new Float32Array(count);
   }
 
-  free(a: Float32Array): void {
-    if (this.owned.delete(a)) this.backend!.freeF32!(a);
+  free(a: KVArray): void {
+    if (!this.owned.delete(a)) return;
+    if (a instanceof Uint16Array) this.backend!.freeF16!(a);
+    else this.backend!.freeF32!(a);
   }
 
   freeAll(): void {
-    for (const a of this.owned) this.backend!.freeF32!(a);
-    this.owned.clear();
+    for (const a of [...this.owned]) this.free(a);
+  }
+
+  /** dst[offset ..] = src in the stored type. */
+  write(dst: KVArray, offset: number, src: Float32Array): void {
+    if (dst instanceof Uint16Array) this.backend!.writeF16!(dst, offset, src);
+    else dst.set(src, offset);
   }
 
   get backed(): boolean {
@@ -61,8 +90,9 @@ class Storage {
 const finalizer = new FinalizationRegistry<Storage>((storage) => storage.freeAll());
 
 export interface LayerCache {
-  k: Float32Array;
-  v: Float32Array;
+  /** f32 values, or f16 bits for an f16 cache. */
+  k: Float32Array | Uint16Array;
+  v: Float32Array | Uint16Array;
   /** Position held by each slot, -1 = empty. */
   slotPositions: Int32Array;
   /** Number of slots. */
@@ -89,10 +119,11 @@ export class GemmaKVCache implements KVCache {
     maxTokens: number,
     private readonly chunk: number,
     backend?: KVAllocator,
+    kvType: KVType = 'f32',
   ) {
     this.maxTokens = maxTokens;
     this.kvDim = config.numKvHeads * config.headDim;
-    const storage = new Storage(backend);
+    const storage = new Storage(backend, kvType);
     this.storage = storage;
     this.layers = config.layers.map((l) => {
       const ring = Number.isFinite(l.window) && l.window + chunk - 1 < maxTokens;
@@ -106,7 +137,12 @@ export class GemmaKVCache implements KVCache {
         window: l.window,
       };
     });
-    if (backend?.allocF32) finalizer.register(this, storage, this);
+    if (backend?.allocF32 || storage.type === 'f16') finalizer.register(this, storage, this);
+  }
+
+  /** Element type of the stored keys and values. */
+  get kvType(): KVType {
+    return this.storage.type;
   }
 
   get length(): number {
@@ -138,13 +174,13 @@ export class GemmaKVCache implements KVCache {
   /** An independent copy (same backend storage kind), e.g. to continue one prefix several ways. */
   clone(): GemmaKVCache {
     this.checkLive();
-    const dst = new GemmaKVCache(this.config, this.maxTokens, this.chunk, this.storage.allocator);
+    const dst = new GemmaKVCache(this.config, this.maxTokens, this.chunk, this.storage.allocator, this.storage.type);
     for (let i = 0; i < this.layers.length; i++) {
       const s = this.layers[i]!;
       const d = dst.layers[i]!;
       if (d.slots !== s.slots) dst.resize(d, s.slots);
-      d.k.set(s.k);
-      d.v.set(s.v);
+      copyInto(d.k, s.k);
+      copyInto(d.v, s.v);
       d.slotPositions.set(s.slotPositions);
     }
     dst._length = this._length;
@@ -160,8 +196,8 @@ export class GemmaKVCache implements KVCache {
     const n = Math.min(slots, layer.slots) * this.kvDim;
     const k = this.storage.alloc(slots * this.kvDim);
     const v = this.storage.alloc(slots * this.kvDim);
-    k.set(layer.k.subarray(0, n));
-    v.set(layer.v.subarray(0, n));
+    copyInto(k, layer.k.subarray(0, n));
+    copyInto(v, layer.v.subarray(0, n));
     this.storage.free(layer.k);
     this.storage.free(layer.v);
     const sp = new Int32Array(slots).fill(-1);
@@ -181,13 +217,22 @@ export class GemmaKVCache implements KVCache {
     this.checkLive();
     const layer = this.layers[layerIndex]!;
     const d = this.kvDim;
-    for (let t = 0; t < positions.length; t++) {
+    const st = this.storage;
+    // rows go in runs of consecutive slots (one conversion call per run for an f16 cache)
+    let t = 0;
+    while (t < positions.length) {
       const pos = positions[t]!;
       if (pos >= this.maxTokens) throw new ModelError(`position ${pos} is past the context size ${this.maxTokens}`);
       const s = this.slotFor(layer, pos);
-      layer.k.set(k.subarray(t * d, (t + 1) * d), s * d);
-      layer.v.set(v.subarray(t * d, (t + 1) * d), s * d);
       layer.slotPositions[s] = pos;
+      let e = t + 1;
+      while (e < positions.length && positions[e]! < this.maxTokens && this.slotFor(layer, positions[e]!) === s + (e - t)) {
+        layer.slotPositions[s + (e - t)] = positions[e]!;
+        e++;
+      }
+      st.write(layer.k, s * d, k.subarray(t * d, e * d));
+      st.write(layer.v, s * d, v.subarray(t * d, e * d));
+      t = e;
     }
   }
 
@@ -219,4 +264,11 @@ export class GemmaKVCache implements KVCache {
   byteLength(): number {
     return this.layers.reduce((a, l) => a + l.k.byteLength + l.v.byteLength + l.slotPositions.byteLength, 0);
   }
+}
+
+/** dst[0 ..] = src for two arrays of the same element type. */
+function copyInto(dst: KVArray, src: KVArray): void {
+  if (dst instanceof Uint16Array && src instanceof Uint16Array) dst.set(src);
+  else if (dst instanceof Float32Array && src instanceof Float32Array) dst.set(src);
+  else throw new ModelError('KV cache arrays of different element types');
 }

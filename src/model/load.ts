@@ -19,6 +19,7 @@ import { packageRoot } from '../util/package-root.js';
 import { GemmaModel } from './gemma.js';
 import type { LanguageModel } from './types.js';
 import { loadWeights } from './weights.js';
+import type { KVType } from './kv-cache.js';
 
 export type BackendName = 'js' | 'wasm';
 
@@ -31,6 +32,8 @@ export interface LoadOptions {
   contextSize?: number;
   /** Tokens per forward chunk. */
   chunkSize?: number;
+  /** KV cache element type (default 'f32'; 'f16' halves its memory on the wasm backend, as llama.cpp does). */
+  kvType?: KVType;
   /** Skip loading the tokenizer even when the checkpoint has one. */
   noTokenizer?: boolean;
 }
@@ -162,5 +165,5 @@ export async function createModel(
 ): Promise<GemmaModel> {
   const backend = await createBackend(options.backend, options.threads);
   const weights = loadWeights(source, config, backend, { onProgress: options.onProgress });
-  return new GemmaModel(config, weights, backend, { vocabSize: options.vocabSize, contextSize: options.contextSize, chunkSize: options.chunkSize });
+  return new GemmaModel(config, weights, backend, { vocabSize: options.vocabSize, contextSize: options.contextSize, chunkSize: options.chunkSize, kvType: options.kvType });
 }

@@ -10,7 +10,7 @@
  */
 import type { AttentionParams, Backend, Matrix, WeightMatrix } from '../backend.js';
 import { DTYPE_LAYOUT, dtypeByteLength, type DType } from '../../formats/dtype.js';
-import { decodeF16, f16ToF32 } from '../../formats/half.js';
+import { decodeF16, f16ToF32, f32ToF16 } from '../../formats/half.js';
 import { ModelError, UsageError } from '../../errors.js';
 import { KERNELS, compileKernels, relaxedSimdAvailable, type KernelVariant } from './module.js';
 import { ThreadPool } from './pool.js';
@@ -428,7 +428,8 @@ class WasmBackend implements Backend {
     const u = (SCRATCH_BASE + gBytes) >> 2;
     s.f32.set(gate.subarray(0, count), g);
     s.f32.set(up.subarray(0, count), u);
-    this.pool.run(s.index, K.gelu_mul, vecs, [SCRATCH_BASE, SCRATCH_BASE + gBytes], count >= 1 << 16);
+    // one decode step's MLP row (9k-16k values) already gains from both threads
+    this.pool.run(s.index, K.gelu_mul, vecs, [SCRATCH_BASE, SCRATCH_BASE + gBytes], count >= 1 << 13);
     gate.set(s.f32.subarray(g, g + count));
   }
 
@@ -437,26 +438,64 @@ class WasmBackend implements Backend {
   }
 
   allocF32(count: number): Float32Array {
+    const { h, ptr } = this.heapAlloc(count, 4);
+    return new Float32Array(h.shard.memory.buffer, ptr, count);
+  }
+
+  allocF16(count: number): Uint16Array {
+    const { h, ptr } = this.heapAlloc(count, 2);
+    return new Uint16Array(h.shard.memory.buffer, ptr, count);
+  }
+
+  freeF16(a: Uint16Array): void {
+    this.heapFree(a);
+  }
+
+  writeF16(dst: Uint16Array, offset: number, src: Float32Array): void {
     this.check();
-    if (!Number.isInteger(count) || count < 0) throw new ModelError(`allocF32: bad count ${count}`);
-    const need = Math.max(ALIGN, Math.ceil((count * 4) / ALIGN) * ALIGN);
+    const n = src.length;
+    if (!Number.isInteger(offset) || offset < 0 || offset + n > dst.length) throw new ModelError(`writeF16: ${n} values at ${offset} overrun an array of ${dst.length}`);
+    const h = this.heapOf.get(dst.buffer);
+    if (!h || n > this.scratchBytes / 4) {
+      for (let i = 0; i < n; i++) dst[offset + i] = f32ToF16(src[i]!);
+      return;
+    }
+    const s = this.views(h.shard);
+    s.f32.set(src, SCRATCH_BASE >> 2);
+    this.pool.run(s.index, K.f32_to_f16, n, [SCRATCH_BASE, dst.byteOffset + offset * 2], false);
+  }
+
+  /** Reserve count elements of `size` bytes in a heap memory (zero-filled), adding one when all are full. */
+  private heapAlloc(count: number, size: number): { h: Heap; ptr: number } {
+    this.check();
+    if (!Number.isInteger(count) || count < 0) throw new ModelError(`alloc: bad element count ${count}`);
+    const need = Math.max(ALIGN, Math.ceil((count * size) / ALIGN) * ALIGN);
     if (SCRATCH_BASE + this.scratchBytes + need > this.shardLimit) {
-      throw new ModelError(`an array of ${count} floats does not fit in one WebAssembly memory (limit ${this.shardLimit - SCRATCH_BASE - this.scratchBytes} bytes)`);
+      throw new ModelError(`an array of ${count * size} bytes does not fit in one WebAssembly memory (limit ${this.shardLimit - SCRATCH_BASE - this.scratchBytes} bytes)`);
     }
     for (const h of this.heaps) {
       const ptr = this.heapTake(h, need);
-      if (ptr >= 0) return this.heapView(h, ptr, count);
+      if (ptr >= 0) return this.heapMark(h, ptr);
     }
     const memory = newMemory(this.scratchBytes);
     this.pool.addShard(this.module, memory);
     const h: Heap = { shard: this.registerShard(memory, false), free: [], live: new Map(), dirty: 0 };
     this.heaps.push(h);
     const ptr = this.heapTake(h, need);
-    if (ptr < 0) throw new ModelError(`cannot grow WebAssembly memory for an array of ${count} floats`);
-    return this.heapView(h, ptr, count);
+    if (ptr < 0) throw new ModelError(`cannot grow WebAssembly memory for an array of ${count * size} bytes`);
+    return this.heapMark(h, ptr);
+  }
+
+  private heapMark(h: Heap, ptr: number): { h: Heap; ptr: number } {
+    this.heapOf.set(h.shard.memory.buffer, h);
+    return { h, ptr };
   }
 
   freeF32(a: Float32Array): void {
+    this.heapFree(a);
+  }
+
+  private heapFree(a: Float32Array | Uint16Array): void {
     if (this.disposed) return;
     const h = this.heapOf.get(a.buffer);
     if (!h) return;
@@ -521,12 +560,6 @@ class WasmBackend implements Backend {
     return ptr;
   }
 
-  private heapView(h: Heap, ptr: number, count: number): Float32Array {
-    const buf = h.shard.memory.buffer;
-    this.heapOf.set(buf, h);
-    return new Float32Array(buf, ptr, count);
-  }
-
   /** Bytes of allocF32 arrays live now, and bytes the heaps span (live + free), over all heap memories. */
   heapUsage(): { liveBytes: number; heapBytes: number; memories: number } {
     let liveBytes = 0, heapBytes = 0;
@@ -546,6 +579,9 @@ class WasmBackend implements Backend {
     }
     const qLen = nTokens * nHeads * headDim;
     const kvLen = nSlots * nKvHeads * headDim;
+    const f16 = p.k instanceof Uint16Array;
+    if (f16 !== p.v instanceof Uint16Array) throw new ModelError('attention: k and v must have the same element type');
+    const kvBytes = kvLen * (f16 ? 2 : 4);
     if (p.q.length < qLen || p.out.length < qLen || p.k.length < kvLen || p.v.length < kvLen) throw new ModelError('attention operands are shorter than their shapes');
     if (p.queryPositions.length < nTokens || p.slotPositions.length < nSlots) throw new ModelError('attention positions are shorter than nTokens / nSlots');
     const a = (v: number) => Math.ceil(v / ALIGN) * ALIGN;
@@ -589,7 +625,7 @@ class WasmBackend implements Backend {
         const i32 = new Int32Array(f32.buffer);
         i32.set(p.queryPositions.subarray(0, nTokens), qpos >> 2);
         i32.set(p.slotPositions.subarray(0, nSlots), spos >> 2);
-        i32.set([hpu, scores, scoreBytes / this.threads], ml >> 2);
+        i32.set([hpu, scores, scoreBytes / this.threads, f16 ? 1 : 0], ml >> 2);
         this.pool.run(s.index, K.attention, units, [q, p.k.byteOffset, p.v.byteOffset, out, qpos, spos, nSlots, nHeads, nKvHeads, headDim, window, p.scale, p.softcap, ml], parallel);
         if (!outIn) p.out.set(f32.subarray(out >> 2, (out >> 2) + qLen));
         return;
@@ -597,8 +633,8 @@ class WasmBackend implements Backend {
     }
     const q = SCRATCH_BASE;
     const k = a(q + qLen * 4);
-    const v = a(k + kvLen * 4);
-    const out = a(v + kvLen * 4);
+    const v = a(k + kvBytes);
+    const out = a(v + kvBytes);
     const qpos = a(out + qLen * 4);
     const spos = a(qpos + nTokens * 4);
     const ml = a(spos + nSlots * 4);
@@ -607,12 +643,18 @@ class WasmBackend implements Backend {
     const s = this.workArea(end - SCRATCH_BASE);
     const f32 = s.f32;
     f32.set(p.q.subarray(0, qLen), q >> 2);
-    f32.set(p.k.subarray(0, kvLen), k >> 2);
-    f32.set(p.v.subarray(0, kvLen), v >> 2);
+    if (f16) {
+      const u16 = new Uint16Array(f32.buffer);
+      u16.set(p.k.subarray(0, kvLen), k >> 1);
+      u16.set(p.v.subarray(0, kvLen), v >> 1);
+    } else {
+      f32.set(p.k.subarray(0, kvLen), k >> 2);
+      f32.set(p.v.subarray(0, kvLen), v >> 2);
+    }
     const i32 = new Int32Array(f32.buffer);
     i32.set(p.queryPositions.subarray(0, nTokens), qpos >> 2);
     i32.set(p.slotPositions.subarray(0, nSlots), spos >> 2);
-    i32.set([hpu, scores, scoreBytes / this.threads], ml >> 2);
+    i32.set([hpu, scores, scoreBytes / this.threads, f16 ? 1 : 0], ml >> 2);
     this.pool.run(s.index, K.attention, units, [q, k, v, out, qpos, spos, nSlots, nHeads, nKvHeads, headDim, window, p.scale, p.softcap, ml], parallel);
     p.out.set(f32.subarray(out >> 2, (out >> 2) + qLen));
   }
@@ -700,6 +742,9 @@ export type WasmBackendInstance = Backend & {
   memoryBytes(): number[];
   allocF32(count: number): Float32Array;
   freeF32(a: Float32Array): void;
+  allocF16(count: number): Uint16Array;
+  freeF16(a: Uint16Array): void;
+  writeF16(dst: Uint16Array, offset: number, src: Float32Array): void;
   heapUsage(): { liveBytes: number; heapBytes: number; memories: number };
 };
 
