@@ -7,7 +7,10 @@
  *
  *   npm run bench -- [--json] [--models gemma-2b,gemma-2-2b] [--types f16,q8_0,q4_0,q4_k_m]
  *                    [--threads N] [--prompt 512] [--gen 128] [--rounds 1] [--engines gemma-ts,llama.cpp]
- *                    [--dir DIR (keep the GGUF files there)]
+ *                    [--dir DIR (keep the GGUF files there)] [--kv-type f16|f32]
+ *
+ * Both engines keep keys and values in f16 (llama.cpp's default cache type) unless --kv-type f32
+ * (gemma-ts only; llama.cpp stays f16).
  */
 process.env.NODE_LLAMA_CPP_SKIP_DOWNLOAD = 'true';
 import { spawnSync } from 'node:child_process';
@@ -39,6 +42,8 @@ export interface BenchResult {
   ttft_ms: number;
   load_s: number;
   peak_rss_mb: number;
+  /** KV cache element type the engine ran with. */
+  kv_type: string;
 }
 
 function arg(name: string, fallback?: string): string | undefined {
@@ -147,18 +152,20 @@ function promptTokens(n: number): number[] {
   });
 }
 
-async function runGemmaTs(file: string, threads: number, nPrompt: number, nGen: number): Promise<Omit<BenchResult, 'model' | 'type' | 'engine' | 'threads' | 'peak_rss_mb'>> {
+type EngineRun = Omit<BenchResult, 'model' | 'type' | 'engine' | 'threads' | 'peak_rss_mb' | 'kv_type'>;
+
+async function runGemmaTs(file: string, threads: number, nPrompt: number, nGen: number, kvType: 'f16' | 'f32'): Promise<EngineRun> {
   v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
   const { loadModel, createModel } = await import('../src/model/load.js');
   const t0 = performance.now();
   let model: LanguageModel;
   try {
-    model = (await loadModel(file, { backend: 'wasm', threads, noTokenizer: true, contextSize: nPrompt + nGen + 8 })).model;
+    model = (await loadModel(file, { backend: 'wasm', threads, noTokenizer: true, contextSize: nPrompt + nGen + 8, kvType })).model;
   } catch (e) {
     if (!/not wired/.test((e as Error).message)) throw e;
     // loadModel cannot open GGUF yet: read it through the bench's own name mapping
     const name = path.basename(file).replace(/-(f16|q8_0|q4_0|q4_k_m)\.gguf$/, '');
-    model = await createModel(await ggufBenchSource(file), shapeConfig(name).config, { backend: 'wasm', threads, contextSize: nPrompt + nGen + 8 });
+    model = await createModel(await ggufBenchSource(file), shapeConfig(name).config, { backend: 'wasm', threads, contextSize: nPrompt + nGen + 8, kvType });
   }
   const load_s = (performance.now() - t0) / 1000;
   const cache = model.createCache(nPrompt + nGen + 8);
@@ -177,7 +184,7 @@ async function runGemmaTs(file: string, threads: number, nPrompt: number, nGen: 
   return { prefill_tps: nPrompt / (ttft / 1000), decode_tps: nGen / decode, ttft_ms: ttft, load_s };
 }
 
-async function runLlama(file: string, threads: number, nPrompt: number, nGen: number): Promise<Omit<BenchResult, 'model' | 'type' | 'engine' | 'threads' | 'peak_rss_mb'>> {
+async function runLlama(file: string, threads: number, nPrompt: number, nGen: number): Promise<EngineRun> {
   const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
   const llama = await getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, logLevel: LlamaLogLevel.error });
   const t0 = performance.now();
@@ -204,9 +211,10 @@ async function child(): Promise<void> {
   const threads = Number(arg('threads'));
   const nPrompt = Number(arg('prompt'));
   const nGen = Number(arg('gen'));
-  const r = engine === 'gemma-ts' ? await runGemmaTs(file, threads, nPrompt, nGen) : await runLlama(file, threads, nPrompt, nGen);
+  const kvType = arg('kv-type', 'f16') as 'f16' | 'f32';
+  const r = engine === 'gemma-ts' ? await runGemmaTs(file, threads, nPrompt, nGen, kvType) : await runLlama(file, threads, nPrompt, nGen);
   const peak_rss_mb = process.resourceUsage().maxRSS / 1024;
-  process.stdout.write(`@@RESULT ${JSON.stringify({ ...r, peak_rss_mb })}\n`);
+  process.stdout.write(`@@RESULT ${JSON.stringify({ ...r, peak_rss_mb, kv_type: engine === 'gemma-ts' ? kvType : 'f16' })}\n`);
   process.exit(0);
 }
 
@@ -226,6 +234,8 @@ async function main(): Promise<void> {
   const nGen = Number(arg('gen', '128'));
   const rounds = Number(arg('rounds', '1'));
   const engines = (arg('engines', 'gemma-ts,llama.cpp') ?? '').split(',') as Engine[];
+  const kvType = arg('kv-type', 'f16')!;
+  if (kvType !== 'f16' && kvType !== 'f32') throw new Error(`--kv-type must be f16 or f32, got ${kvType}`);
   const keep = arg('dir');
   const dir = keep ?? fs.mkdtempSync(path.join(os.tmpdir(), 'gemma-ts-bench-'));
   fs.mkdirSync(dir, { recursive: true });
@@ -245,7 +255,7 @@ async function main(): Promise<void> {
           // alternate which engine goes first
           const order = round % 2 === 0 ? engines : [...engines].reverse();
           for (const engine of order) {
-            const p = spawnSync(process.execPath, [...process.execArgv, self, '--child', engine, '--file', file, '--threads', String(threads), '--prompt', String(nPrompt), '--gen', String(nGen)], {
+            const p = spawnSync(process.execPath, [...process.execArgv, self, '--child', engine, '--file', file, '--threads', String(threads), '--prompt', String(nPrompt), '--gen', String(nGen), '--kv-type', kvType], {
               encoding: 'utf8',
               env: { ...process.env, NODE_LLAMA_CPP_SKIP_DOWNLOAD: 'true' },
               maxBuffer: 1 << 26,
