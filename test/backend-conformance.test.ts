@@ -224,6 +224,23 @@ for (const c of backends) {
     }
   });
 
+  test(`${c.name}: matmul with a soft-cap equals matmul, then softcap`, () => {
+    const r = rng(23);
+    for (const dtype of ['f32', 'q8_0'] as const) {
+      const rows = 301, cols = 64, n = 2; // 602 outputs: the vector kernel and a scalar tail
+      const { data } = weights(dtype, rows, cols, 5);
+      const m = c.backend.prepareMatrix({ dtype, rows, cols, data });
+      const x = randArray(n * cols, r, 40);
+      const plain = new Float32Array(n * rows);
+      c.backend.matmul(m, x, n, plain);
+      const capped = new Float32Array(n * rows);
+      c.backend.matmul(m, x, n, capped, undefined, 3);
+      assert.ok(plain.some((v) => Math.abs(v) > 9), 'some outputs saturate the cap');
+      c.backend.softcap(plain, plain.length, 3);
+      for (let i = 0; i < plain.length; i++) assert.ok(Math.abs(capped[i]! - plain[i]!) <= 1e-6 * 3, `${dtype} ${i}: ${capped[i]} vs ${plain[i]}`);
+    }
+  });
+
   test(`${c.name}: rope (rotate-half, scaled positions)`, () => {
     const r = rng(11);
     const nTokens = 3, nHeads = 2, headDim = 10;

@@ -67,8 +67,11 @@ export interface Backend {
    */
   readonly copiesWeights?: boolean;
   prepareMatrix(w: WeightMatrix): Matrix;
-  /** out[n, rows'] = x[n, cols] · W[0:rows']^T, where rows' = rowLimit ?? W.rows. */
-  matmul(w: Matrix, x: Float32Array, n: number, out: Float32Array, rowLimit?: number): void;
+  /**
+   * out[n, rows'] = x[n, cols] · W[0:rows']^T, where rows' = rowLimit ?? W.rows; then, when
+   * softcap > 0, out = softcap * tanh(out / softcap) (the final logits, without another pass).
+   */
+  matmul(w: Matrix, x: Float32Array, n: number, out: Float32Array, rowLimit?: number, softcap?: number): void;
   /** Dequantize row `row` of W into out[0:cols]. */
   getRow(w: Matrix, row: number, out: Float32Array): void;
   /** x[i] = x[i] * rsqrt(mean(x_i^2) + eps) * weight, per row of `dim`; in place. `weight` already holds (1 + w). */

@@ -136,9 +136,14 @@ export class GemmaModel implements LanguageModel {
         r += w.count;
       }
       if (!hidden) this.backend.rmsNorm(gathered, this.w.finalNorm, nRows, H, this.config.rmsNormEps);
+      const cap = this.config.finalSoftcap;
+      if (wanted.length === 1 && wanted[0]!.outRow === 0) {
+        // one sequence's rows (a decode step, a prompt's last token): straight into its result
+        this.backend.matmul(this.w.embed, gathered, nRows, results[wanted[0]!.seg.item]!.logits, V, cap);
+        continue;
+      }
       const logits = new Float32Array(nRows * V);
-      this.backend.matmul(this.w.embed, gathered, nRows, logits, V);
-      if (this.config.finalSoftcap > 0) this.backend.softcap(logits, logits.length, this.config.finalSoftcap);
+      this.backend.matmul(this.w.embed, gathered, nRows, logits, V, cap);
       r = 0;
       for (const w of wanted) {
         results[w.seg.item]!.logits.set(logits.subarray(r * V, (r + w.count) * V), w.outRow * V);

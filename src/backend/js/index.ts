@@ -34,7 +34,7 @@ export function createJsBackend(): Backend {
       return m;
     },
 
-    matmul(w, x, n, out, rowLimit) {
+    matmul(w, x, n, out, rowLimit, softcap) {
       const m = asJs(w);
       const rows = rowLimit ?? m.rows;
       const cols = m.cols;
@@ -49,6 +49,7 @@ export function createJsBackend(): Backend {
           out[t * rows + r] = s;
         }
       }
+      if (softcap && softcap > 0) this.softcap(out, n * rows, softcap);
     },
 
     getRow(w, r, out) {

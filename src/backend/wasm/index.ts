@@ -249,7 +249,7 @@ class WasmBackend implements Backend {
     return new WasmMatrix(dtype, rows, cols, shard.index, ptr, cols, groups, this);
   }
 
-  matmul(w: Matrix, x: Float32Array, n: number, out: Float32Array, rowLimit?: number): void {
+  matmul(w: Matrix, x: Float32Array, n: number, out: Float32Array, rowLimit?: number, softcap?: number): void {
     this.check();
     const m = this.own(w);
     const rows = rowLimit ?? m.rows;
@@ -320,6 +320,12 @@ class WasmBackend implements Backend {
           default:
             throw new ModelError(`no wasm kernel for ${m.dtype}`);
         }
+      }
+      if (softcap && softcap > 0) {
+        // in place on the product, before it leaves wasm memory
+        const vecs = (c * rows) >> 2;
+        this.pool.run(m.shard, K.softcap_vec, vecs, [oPtr, softcap], vecs >= 1 << 14);
+        if (vecs * 4 < c * rows) ops.softcap(f32.subarray((oPtr >> 2) + vecs * 4, (oPtr >> 2) + c * rows), c * rows - vecs * 4, softcap);
       }
       out.set(f32.subarray(oPtr >> 2, (oPtr >> 2) + c * rows), t0 * rows);
     }
