@@ -131,6 +131,30 @@ export function resolveSampling(o: SamplingOptions = {}): ResolvedSampling {
   };
 }
 
+// ---------------------------------------------------------------- scratch buffers
+
+// Sampling is synchronous and never re-entered, so every sampler shares these row-sized buffers:
+// no per-token allocation of vocabulary-sized arrays (a 256k row is 2 MiB of float64).
+let scratchWork = new Float64Array(0);
+let scratchWeights = new Float64Array(0);
+let scratchSeen = new Uint8Array(0);
+let scratchCounts = new Int32Array(0);
+
+function workBuffer(n: number): Float64Array {
+  if (scratchWork.length < n) scratchWork = new Float64Array(n);
+  return scratchWork;
+}
+
+function weightBuffer(n: number): Float64Array {
+  if (scratchWeights.length < n) scratchWeights = new Float64Array(n);
+  return scratchWeights;
+}
+
+/** A usable id of a row of n: an integer in [0, n). */
+function validId(id: number, n: number): boolean {
+  return id >= 0 && id < n && Number.isInteger(id);
+}
+
 // ---------------------------------------------------------------- chain steps
 
 /** Usable ids of a logits row: never past the row, never past the tokenizer's vocab. */
@@ -150,19 +174,39 @@ export function applyPenalties(
   context: readonly number[],
   generated: readonly number[],
 ): void {
-  if (s.repetitionPenalty !== 1) {
-    const seen = new Set<number>();
-    for (const id of context) {
-      if (id < 0 || id >= n || seen.has(id)) continue;
-      seen.add(id);
+  if (s.repetitionPenalty !== 1 && context.length > 0) {
+    // Once per distinct id: a flag per id (cleared afterwards) instead of a Set.
+    if (scratchSeen.length < n) scratchSeen = new Uint8Array(n);
+    const seen = scratchSeen;
+    const penalty = s.repetitionPenalty;
+    for (let j = 0; j < context.length; j++) {
+      const id = context[j]!;
+      if (!validId(id, n) || seen[id] === 1) continue;
+      seen[id] = 1;
       const l = logits[id]!;
-      logits[id] = l > 0 ? l / s.repetitionPenalty : l * s.repetitionPenalty;
+      logits[id] = l > 0 ? l / penalty : l * penalty;
+    }
+    for (let j = 0; j < context.length; j++) {
+      const id = context[j]!;
+      if (validId(id, n)) seen[id] = 0;
     }
   }
-  if (s.presencePenalty !== 0 || s.frequencyPenalty !== 0) {
-    const counts = new Map<number, number>();
-    for (const id of generated) if (id >= 0 && id < n) counts.set(id, (counts.get(id) ?? 0) + 1);
-    for (const [id, c] of counts) logits[id] = logits[id]! - s.presencePenalty - s.frequencyPenalty * c;
+  if ((s.presencePenalty !== 0 || s.frequencyPenalty !== 0) && generated.length > 0) {
+    // Counts per id (reset to 0 as each id is applied) instead of a Map.
+    if (scratchCounts.length < n) scratchCounts = new Int32Array(n);
+    const counts = scratchCounts;
+    for (let j = 0; j < generated.length; j++) {
+      const id = generated[j]!;
+      if (validId(id, n)) counts[id]!++;
+    }
+    for (let j = 0; j < generated.length; j++) {
+      const id = generated[j]!;
+      if (!validId(id, n)) continue;
+      const c = counts[id]!;
+      if (c === 0) continue;
+      counts[id] = 0;
+      logits[id] = logits[id]! - s.presencePenalty - s.frequencyPenalty * c;
+    }
   }
 }
 
@@ -204,13 +248,21 @@ export function truncatedCandidates(
     ids = topKIds(logits, n, s.topK);
     if (ids.length === 0) throw new ModelError('every logit is -Infinity or NaN: nothing can be sampled');
     const maxL = logits[ids[0]!]! * invT;
-    probs = ids.map((id) => Math.exp(logits[id]! * invT - maxL));
-    const sum = probs.reduce((a, b) => a + b, 0);
-    probs = probs.map((p) => p / sum);
+    probs = new Array<number>(ids.length);
+    let sum = 0;
+    for (let i = 0; i < ids.length; i++) {
+      const p = Math.exp(logits[ids[i]!]! * invT - maxL);
+      probs[i] = p;
+      sum += p;
+    }
+    for (let i = 0; i < probs.length; i++) probs[i] = probs[i]! / sum;
   } else {
     // The whole row: normalize once, then take only as many of the best tokens as needed.
     let maxL = -Infinity;
-    for (let i = 0; i < n; i++) if (logits[i]! > maxL) maxL = logits[i]!;
+    for (let i = 0; i < n; i++) {
+      const l = logits[i]!;
+      if (l > maxL) maxL = l;
+    }
     if (maxL === -Infinity || Number.isNaN(maxL)) throw new ModelError('every logit is -Infinity or NaN: nothing can be sampled');
     maxL *= invT;
     let z = 0;
@@ -227,7 +279,8 @@ export function truncatedCandidates(
         let keep = 0;
         while (keep < best.length && (keep === 0 || cum < s.topP)) cum += prob(best[keep++]!);
         if (cum >= s.topP || best.length < Math.min(m, n) || m >= n) {
-          ids = best.slice(0, keep);
+          best.length = keep;
+          ids = best;
           break;
         }
       }
@@ -247,68 +300,119 @@ export function truncatedCandidates(
     let cum = 0;
     let keep = 0;
     while (keep < ids.length && (keep === 0 || cum < s.topP)) cum += probs[keep++]!;
-    ids = ids.slice(0, keep);
-    probs = probs.slice(0, keep);
+    ids.length = keep;
+    probs.length = keep;
   }
   if (s.minP > 0) {
     // Relative to the most likely token: p_i / p_max = exp(l_i/T - l_max/T).
     const threshold = s.minP * probs[0]!;
     let keep = 1;
     while (keep < ids.length && probs[keep]! >= threshold) keep++;
-    ids = ids.slice(0, keep);
-    probs = probs.slice(0, keep);
+    ids.length = keep;
+    probs.length = keep;
   }
-  const sum = probs.reduce((a, b) => a + b, 0);
-  return { ids, probs: probs.map((p) => p / sum) };
+  let sum = 0;
+  for (let i = 0; i < probs.length; i++) sum += probs[i]!;
+  for (let i = 0; i < probs.length; i++) probs[i] = probs[i]! / sum;
+  return { ids, probs };
 }
 
-/** The k ids with the largest finite values in x[0..n), sorted descending (lowest id first on ties). */
-function topKIds(x: ArrayLike<number>, n: number, k: number): number[] {
-  // Binary min-heap of (value, id) where "smaller" = worse = lower value or, on ties, higher id.
-  const heap: number[] = [];
-  const worse = (a: number, b: number): boolean => x[a]! < x[b]! || (x[a]! === x[b]! && a > b);
-  for (let i = 0; i < n; i++) {
-    const v = x[i]!;
-    if (!(v > -Infinity)) continue;
-    if (heap.length < k) {
-      heap.push(i);
-      let c = heap.length - 1;
-      while (c > 0) {
-        const p = (c - 1) >> 1;
-        if (!worse(heap[c]!, heap[p]!)) break;
-        [heap[c], heap[p]] = [heap[p]!, heap[c]!];
-        c = p;
-      }
-    } else if (worse(heap[0]!, i)) {
-      heap[0] = i;
-      let p = 0;
-      for (;;) {
-        const l = 2 * p + 1;
-        const r = l + 1;
-        let m = p;
-        if (l < heap.length && worse(heap[l]!, heap[m]!)) m = l;
-        if (r < heap.length && worse(heap[r]!, heap[m]!)) m = r;
-        if (m === p) break;
-        [heap[m], heap[p]] = [heap[p]!, heap[m]!];
-        p = m;
-      }
-    }
+// Heap storage for topKIds, grown on demand (k is small: top-k, top logprobs, a top-p prefix).
+let heapIds = new Int32Array(64);
+let heapVals = new Float64Array(64);
+
+/**
+ * The k ids with the largest values `x[i] - offset` in x[0..n), sorted descending (lowest id
+ * first on ties); NaN and -Infinity values are never taken. `offset` lets the top logprobs be
+ * picked on log-softmax values without materializing the row.
+ */
+function topKIds(x: ArrayLike<number>, n: number, k: number, offset = 0): number[] {
+  if (k <= 0) return [];
+  if (heapIds.length < k) {
+    heapIds = new Int32Array(k);
+    heapVals = new Float64Array(k);
   }
-  return heap.sort((a, b) => x[b]! - x[a]! || a - b);
+  const hi = heapIds;
+  const hv = heapVals;
+  // Binary min-heap of (value, id) where "smaller" = worse = lower value or, on ties, higher id.
+  let size = 0;
+  let i = 0;
+  // Fill the heap with the first k usable values.
+  for (; i < n && size < k; i++) {
+    const v = x[i]! - offset;
+    if (!(v > -Infinity)) continue;
+    let c = size++;
+    while (c > 0) {
+      const p = (c - 1) >> 1;
+      const pv = hv[p]!;
+      // i is the highest id so far: on a tie it is the worse one and moves above its parent.
+      if (!(v <= pv)) break;
+      hv[c] = pv;
+      hi[c] = hi[p]!;
+      c = p;
+    }
+    hv[c] = v;
+    hi[c] = i;
+  }
+  // The rest: ids only grow, so a value equal to the root's is worse than it (higher id).
+  let rootV = size === k ? hv[0]! : Infinity;
+  for (; i < n; i++) {
+    const v = x[i]! - offset;
+    if (!(v > rootV)) continue;
+    // Replace the root and sift down.
+    let p = 0;
+    for (;;) {
+      const l = 2 * p + 1;
+      if (l >= size) break;
+      let m = l;
+      let mv = hv[l]!;
+      const r = l + 1;
+      if (r < size) {
+        const rv = hv[r]!;
+        if (rv < mv || (rv === mv && hi[r]! > hi[l]!)) {
+          m = r;
+          mv = rv;
+        }
+      }
+      // Child m moves up when it is worse than the new entry (value v, id i: the highest id so
+      // far, so on a tie the new entry is the worse one).
+      if (!(mv < v)) break;
+      hv[p] = mv;
+      hi[p] = hi[m]!;
+      p = m;
+    }
+    hv[p] = v;
+    hi[p] = i;
+    rootV = hv[0]!;
+  }
+  const order = new Array<number>(size);
+  for (let j = 0; j < size; j++) order[j] = j;
+  order.sort((a, b) => hv[b]! - hv[a]! || hi[a]! - hi[b]!);
+  const out = new Array<number>(size);
+  for (let j = 0; j < size; j++) out[j] = hi[order[j]!]!;
+  return out;
 }
 
 // ---------------------------------------------------------------- logprobs
 
 /** log-softmax of x[0..n) in float64. */
 export function logSoftmax(x: ArrayLike<number>, n: number): Float64Array {
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) if (x[i]! > max) max = x[i]!;
+  const lse = logSumExp(x, n);
   const out = new Float64Array(n);
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += Math.exp(x[i]! - max);
-  const lse = max + Math.log(sum);
   for (let i = 0; i < n; i++) out[i] = x[i]! - lse;
   return out;
+}
+
+/** log(sum(exp(x[0..n)))), computed as logSoftmax does (max first, then the shifted sum). */
+function logSumExp(x: ArrayLike<number>, n: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = x[i]!;
+    if (v > max) max = v;
+  }
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += Math.exp(x[i]! - max);
+  return max + Math.log(sum);
 }
 
 export interface TokenLogprob {
@@ -320,6 +424,16 @@ export interface TokenLogprob {
 export function topLogprobs(logprobs: ArrayLike<number>, n: number, count: number): TokenLogprob[] {
   if (count <= 0) return [];
   return topKIds(logprobs, n, count).map((id) => ({ id, logprob: logprobs[id]! }));
+}
+
+/**
+ * The log-probability of `id` and the `count` most likely tokens under log-softmax(x[0..n)):
+ * the same numbers as `logSoftmax` then `topLogprobs`, without a row-sized array.
+ */
+export function tokenLogprobs(x: ArrayLike<number>, n: number, id: number, count: number): { logprob: number; top: TokenLogprob[] } {
+  const lse = logSumExp(x, n);
+  const top: TokenLogprob[] = count > 0 ? topKIds(x, n, count, lse).map((t) => ({ id: t, logprob: x[t]! - lse })) : [];
+  return { logprob: x[id]! - lse, top };
 }
 
 // ---------------------------------------------------------------- the sampler
@@ -345,15 +459,20 @@ export class Sampler {
     n = Math.min(n, logits.length);
     if (n <= 0) throw new ModelError('empty logits row');
     const s = this.options;
-    const work = new Float64Array(n);
-    for (let i = 0; i < n; i++) {
-      const v = logits[i]!;
-      work[i] = Number.isNaN(v) ? -Infinity : v;
+    // Every step below treats NaN as -Infinity, so the row is only copied when penalties change it.
+    let x: ArrayLike<number> = logits;
+    if ((s.repetitionPenalty !== 1 && context.length > 0) || ((s.presencePenalty !== 0 || s.frequencyPenalty !== 0) && generated.length > 0)) {
+      const work = workBuffer(n);
+      for (let i = 0; i < n; i++) {
+        const v = logits[i]!;
+        work[i] = v === v ? v : -Infinity;
+      }
+      applyPenalties(work, n, s, context, generated);
+      x = work;
     }
-    applyPenalties(work, n, s, context, generated);
-    if (s.temperature === 0) return argmax(work, n);
-    if ((s.topK === 0 || s.topK >= n) && s.topP >= 1 && s.minP === 0) return this.drawFromRow(work, n, s.temperature);
-    const c = truncatedCandidates(work, n, s);
+    if (s.temperature === 0) return argmax(x, n);
+    if ((s.topK === 0 || s.topK >= n) && s.topP >= 1 && s.minP === 0) return this.drawFromRow(x, n, s.temperature);
+    const c = truncatedCandidates(x, n, s);
     const u = this.rng.next();
     let cum = 0;
     for (let i = 0; i < c.ids.length; i++) {
@@ -363,19 +482,26 @@ export class Sampler {
     return c.ids[c.ids.length - 1]!;
   }
 
-  /** A draw from softmax(work / T) over the whole row, without sorting. */
-  private drawFromRow(work: Float64Array, n: number, temperature: number): number {
-    const max = work[argmax(work, n)]!;
+  /** A draw from softmax(x / T) over the whole row, without sorting: one exp per id. */
+  private drawFromRow(x: ArrayLike<number>, n: number, temperature: number): number {
+    const max = x[argmax(x, n)]!;
     const invT = 1 / temperature;
+    const w = weightBuffer(n);
     let z = 0;
-    for (let i = 0; i < n; i++) z += Math.exp((work[i]! - max) * invT);
+    for (let i = 0; i < n; i++) {
+      const v = x[i]!;
+      // exp(-Infinity) = 0: a -Infinity (or NaN) logit has no weight.
+      const e = v > -Infinity ? Math.exp((v - max) * invT) : 0;
+      w[i] = e;
+      z += e;
+    }
     const target = this.rng.next() * z;
     let cum = 0;
     let last = -1;
     for (let i = 0; i < n; i++) {
-      const w = Math.exp((work[i]! - max) * invT);
-      if (w === 0) continue;
-      cum += w;
+      const e = w[i]!;
+      if (e === 0) continue;
+      cum += e;
       last = i;
       if (target < cum) return i;
     }
