@@ -5,7 +5,9 @@
  * 1 client (single-stream decode speed), 8 clients, then 16 clients; each streams chat
  * completions (ignore_eos, fixed max_tokens) back to back for the phase's duration.
  * Prints aggregate tokens/s, p50/p99 time to first token and per-token latency, and the
- * 8-client throughput as a multiple of single-stream.
+ * 8-client throughput as a multiple of single-stream, and the server process's CPU time per
+ * generated token in each phase (user + system, all threads: less sensitive than tok/s to other
+ * load on the machine).
  *
  *   npm run bench:serve -- [--model demo] [--backend js|wasm] [--threads N] [--duration 30]
  *                          [--single-duration 10] [--max-tokens 64] [--clients 1,8,16]
@@ -93,8 +95,15 @@ async function serverChild(a: Args): Promise<void> {
   const server = await createServer({ model, tokenizer, modelId: 'bench', parallel, maxQueue: 1024, contextSize: Math.min(model.config.maxPositionEmbeddings, 2048) });
   const url = await server.listen({ port: 0, host: '127.0.0.1' });
   process.stdout.write(`URL ${url}\n`);
+  // The parent asks for the process's CPU time around each phase.
+  process.on('SIGUSR2', () => {
+    const u = process.cpuUsage();
+    process.stdout.write(`CPU ${u.user + u.system}\n`);
+  });
   process.on('SIGTERM', () => void server.close().then(() => process.exit(0)));
 }
+
+const cpuWaiters: Array<(us: number) => void> = [];
 
 function startServer(): Promise<{ child: ChildProcess; url: string }> {
   const self = fileURLToPath(import.meta.url);
@@ -103,10 +112,23 @@ function startServer(): Promise<{ child: ChildProcess; url: string }> {
     let buf = '';
     child.stdout!.on('data', (d: Buffer) => {
       buf += d.toString();
-      const m = /URL (\S+)\n/.exec(buf);
-      if (m) resolve({ child, url: m[1]! });
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (line.startsWith('URL ')) resolve({ child, url: line.slice(4) });
+        else if (line.startsWith('CPU ')) cpuWaiters.shift()?.(Number(line.slice(4)));
+      }
     });
     child.on('exit', (code) => reject(new Error(`the server exited with code ${code}`)));
+  });
+}
+
+/** The server process's CPU time so far, in microseconds. */
+function serverCpu(child: ChildProcess): Promise<number> {
+  return new Promise((resolve) => {
+    cpuWaiters.push(resolve);
+    child.kill('SIGUSR2');
   });
 }
 
@@ -120,6 +142,8 @@ interface PhaseResult {
   errors: number;
   ttft: number[];
   gaps: number[];
+  /** Server CPU time during the phase (microseconds). */
+  cpuUs: number;
 }
 
 let tokenIdPrompts = false;
@@ -174,7 +198,7 @@ async function streamOnce(url: string, k: number, maxTokens: number, r: PhaseRes
 }
 
 async function phase(url: string, clients: number, seconds: number, maxTokens: number): Promise<PhaseResult> {
-  const r: PhaseResult = { clients, seconds, tokens: 0, requests: 0, errors: 0, ttft: [], gaps: [] };
+  const r: PhaseResult = { clients, seconds, tokens: 0, requests: 0, errors: 0, ttft: [], gaps: [], cpuUs: 0 };
   const start = performance.now();
   const deadline = start + seconds * 1000;
   let k = clients * 100000;
@@ -203,9 +227,12 @@ async function main(): Promise<void> {
     // Warm-up (JIT, caches).
     await phase(url, Math.max(...a.clients), 2, 8);
     const results: PhaseResult[] = [];
-    console.log('clients  seconds  requests  tokens   agg tok/s  ttft p50 ms  ttft p99 ms  tok lat p50 ms  tok lat p99 ms  errors');
+    console.log('clients  seconds  requests  tokens   agg tok/s  ttft p50 ms  ttft p99 ms  tok lat p50 ms  tok lat p99 ms  errors  cpu us/tok');
     for (const c of a.clients) {
+      const cpu0 = await serverCpu(child);
       const r = await phase(url, c, c === 1 ? a.singleDuration : a.duration, a.maxTokens);
+      // Tokens past the phase's deadline are not counted but did cost CPU: a slight overestimate.
+      r.cpuUs = (await serverCpu(child)) - cpu0;
       results.push(r);
       console.log(
         [
@@ -219,6 +246,7 @@ async function main(): Promise<void> {
           pct(r.gaps, 50).toFixed(2).padStart(15),
           pct(r.gaps, 99).toFixed(2).padStart(15),
           String(r.errors).padStart(7),
+          (r.tokens ? r.cpuUs / r.tokens : NaN).toFixed(1).padStart(11),
         ].join(' '),
       );
     }

@@ -22,7 +22,7 @@ import { ModelError, UsageError } from '../errors.js';
 import type { KVCache, LanguageModel } from '../model/types.js';
 import type { StreamDecoder, Tokenizer } from '../tokenizer/types.js';
 import { checkPromptIds, MAX_TOP_LOGPROBS, type FinishReason, type GenerationChunk, type TopLogprob } from './generate.js';
-import { Sampler, logSoftmax, topLogprobs as topLogprobsOf, usableVocab, type SamplingOptions } from './sampler.js';
+import { Sampler, tokenLogprobs, usableVocab, type SamplingOptions } from './sampler.js';
 import { StopStringMatcher, stopIdSet } from './stop.js';
 
 /** The wait queue is full: the caller should answer "too many requests". */
@@ -166,7 +166,13 @@ export class Scheduler {
   private readonly prefix: PrefixEntry[] = []; // most recently used last
   private running = false;
   private closed = false;
-  private readonly recent: Array<{ t: number; n: number }> = [];
+  /** Tokens generated per step over the last 5 s: times and counts from `recentHead` on. */
+  private readonly recentT: number[] = [];
+  private readonly recentN: number[] = [];
+  private recentHead = 0;
+  private recentSum = 0;
+  /** Text of single token ids for top logprobs (a token decodes alone the same way every time). */
+  private readonly pieceText = new Map<number, string>();
   private readonly counters = {
     requestsStarted: 0,
     requestsFinished: 0,
@@ -194,12 +200,11 @@ export class Scheduler {
 
   stats(): SchedulerStats {
     const now = performance.now();
-    while (this.recent.length && now - this.recent[0]!.t > 5000) this.recent.shift();
+    this.trimRecent(now);
     let tps = 0;
-    if (this.recent.length) {
-      const n = this.recent.reduce((a, r) => a + r.n, 0);
-      const span = Math.max(1000, now - this.recent[0]!.t);
-      tps = (n * 1000) / span;
+    if (this.recentHead < this.recentT.length) {
+      const span = Math.max(1000, now - this.recentT[this.recentHead]!);
+      tps = (this.recentSum * 1000) / span;
     }
     return {
       active: this.active.length,
@@ -208,6 +213,24 @@ export class Scheduler {
       ...this.counters,
       recentTokensPerSecond: tps,
     };
+  }
+
+  /** Drop the per-step token counts older than 5 s (a head index: no array shifting per step). */
+  private trimRecent(now: number): void {
+    const t = this.recentT;
+    let h = this.recentHead;
+    while (h < t.length && now - t[h]! > 5000) this.recentSum -= this.recentN[h++]!;
+    if (h === t.length) {
+      t.length = 0;
+      this.recentN.length = 0;
+      this.recentSum = 0; // no drift from the running sum
+      h = 0;
+    } else if (h > 1024 && h * 2 > t.length) {
+      t.splice(0, h);
+      this.recentN.splice(0, h);
+      h = 0;
+    }
+    this.recentHead = h;
   }
 
   /** Refuse new work, cancel waiting and running sequences. */
@@ -370,9 +393,11 @@ export class Scheduler {
         batch.push({ seq, ids: seq.prompt.slice(seq.prefillPos, seq.prefillPos + n), last: n === remaining });
       }
     }
+    const inputs = new Array<{ ids: number[]; cache: KVCache }>(batch.length);
+    for (let i = 0; i < batch.length; i++) inputs[i] = { ids: batch[i]!.ids, cache: batch[i]!.seq.cache! };
     let results;
     try {
-      results = this.model.forwardBatch(batch.map((b) => ({ ids: b.ids, cache: b.seq.cache! })));
+      results = this.model.forwardBatch(inputs);
     } catch (e) {
       for (const b of batch) this.fail(b.seq, e);
       return;
@@ -382,7 +407,8 @@ export class Scheduler {
     let generated = 0;
     for (let i = 0; i < batch.length; i++) {
       const { seq, ids, last } = batch[i]!;
-      seq.fed.push(...ids);
+      if (ids.length === 1) seq.fed.push(ids[0]!);
+      else for (const id of ids) seq.fed.push(id);
       if (seq.pending === undefined) {
         seq.prefillPos += ids.length;
         this.counters.prefillTokens += ids.length;
@@ -399,7 +425,12 @@ export class Scheduler {
     }
     const now = performance.now();
     this.counters.busyMs += now - t;
-    if (generated) this.recent.push({ t: now, n: generated });
+    if (generated) {
+      this.recentT.push(now);
+      this.recentN.push(generated);
+      this.recentSum += generated;
+      this.trimRecent(now); // bounded even when nobody reads the stats
+    }
   }
 
   /** Sample the next token of `seq` from its logits row and emit it (mirrors generate()). */
@@ -411,14 +442,10 @@ export class Scheduler {
     let logprob: number | undefined;
     let tops: TopLogprob[] | undefined;
     if (seq.wantLogprobs) {
-      const lp = logSoftmax(row, n);
-      logprob = lp[id]!;
-      if (seq.nTop > 0) {
-        tops = topLogprobsOf(lp, n, seq.nTop).map((e) => {
-          const s = this.tokenizer?.decode([e.id]);
-          return s === undefined ? e : { ...e, text: s };
-        });
-      }
+      // The log-softmax of the raw row at `id` and its top entries, without a row-sized array.
+      const lp = tokenLogprobs(row, n, id, seq.nTop);
+      logprob = lp.logprob;
+      if (seq.nTop > 0) tops = lp.top.map((e) => this.withText(e));
     }
     if (seq.stopIds.has(id)) {
       this.release(seq, 'stop', id);
@@ -453,6 +480,18 @@ export class Scheduler {
       return;
     }
     seq.pending = id;
+  }
+
+  private withText(e: { id: number; logprob: number }): TopLogprob {
+    const tok = this.tokenizer;
+    if (!tok) return e;
+    let text = this.pieceText.get(e.id);
+    if (text === undefined) {
+      text = tok.decode([e.id]);
+      if (this.pieceText.size >= 65536) this.pieceText.clear();
+      this.pieceText.set(e.id, text);
+    }
+    return { ...e, text };
   }
 
   private emit(seq: Sequence, chunk: GenerationChunk): void {

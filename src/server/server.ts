@@ -321,6 +321,19 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
     if (!res.writableEnded && !res.destroyed) res.write(`data: ${JSON.stringify(data)}\n\n`);
   }
 
+  /** An already serialized event (the per-token chunks, built from a fixed prefix). */
+  function sseJson(res: ServerResponse, json: string): void {
+    if (!res.writableEnded && !res.destroyed) res.write(`data: ${json}\n\n`);
+  }
+
+  /**
+   * The serialized start of a chunk, up to and including the choice's `"index":i,`: the chunk
+   * objects' fixed fields in their JSON.stringify order, so each token only serializes its own text.
+   */
+  function chunkHead(id: string, object: string, createdAt: number, index: number): string {
+    return `{"id":${JSON.stringify(id)},"object":${JSON.stringify(object)},"created":${JSON.stringify(createdAt)},"model":${JSON.stringify(modelId)},"system_fingerprint":"gemma-ts","choices":[{"index":${JSON.stringify(index)},`;
+  }
+
   function endSse(res: ServerResponse): void {
     if (!res.writableEnded && !res.destroyed) res.end('data: [DONE]\n\n');
   }
@@ -431,6 +444,8 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
 
     const seqs: SequenceRequest[] = [];
     for (let i = 0; i < n; i++) {
+      // = JSON.stringify(chunkOf(i, { content }, null, lp)) with the fixed part serialized once.
+      const head = stream ? `${chunkHead(id, 'chat.completion.chunk', createdAt, i)}"delta":{"content":` : '';
       seqs.push({
         ...sequenceOptions(body, i, baseSeed),
         promptIds: ids,
@@ -444,7 +459,7 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
                 if (c.text === '' && c.id < 0) return;
                 const lp = wantLogprobs && c.id >= 0 && c.logprob !== undefined ? { content: [chatLogprobEntry(tokenizer, c.id, c.logprob, c.topLogprobs)] } : null;
                 if (c.text === '' && !lp) return;
-                sse(res, chunkOf(i, { content: c.text }, null, lp));
+                sseJson(res, `${head}${JSON.stringify(c.text)}},"logprobs":${JSON.stringify(lp)},"finish_reason":null}]}`);
               },
             }
           : {}),
@@ -544,6 +559,8 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
       const maxTokens = maxTokensFor(body.max_tokens, p.ids.length, 16);
       for (let i = 0; i < n; i++) {
         const index = pi * n + i;
+        // = JSON.stringify(chunkOf(index, text, null, lp)) with the fixed part serialized once.
+        const head = stream ? `${chunkHead(id, 'text_completion', createdAt, index)}"text":` : '';
         offsets.push(0);
         seqs.push({
           ...sequenceOptions(body, index, baseSeed),
@@ -558,7 +575,7 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
                   const lp = nLogprobs !== null && c.id >= 0 && c.logprob !== undefined ? legacyLogprobs([{ id: c.id, logprob: c.logprob, topLogprobs: c.topLogprobs }], offsets[index]!) : null;
                   if (c.text === '' && !lp) return;
                   offsets[index] += c.text.length;
-                  sse(res, chunkOf(index, c.text, null, lp));
+                  sseJson(res, `${head}${JSON.stringify(c.text)},"logprobs":${JSON.stringify(lp)},"finish_reason":null}]}`);
                 },
               }
             : {}),
