@@ -202,7 +202,9 @@ export function mm_bf16(g0: i32, g1: i32, w: usize, x: usize, out: usize, n: i32
 }
 
 // The four f16 row scales at p (8 bytes) as f32x4, exactly: sign-extending each to 32 bits and
-// shifting left by 13 leaves the same bits as f16hi's (h << 16) >> 3.
+// shifting left by 13 leaves the same bits as f16hi's (h << 16) >> 3. Four operations per block;
+// an f16-subnormal scale (|d| < 6.1e-5, rare for Q8_0 / Q4_0 blocks) takes x86's slow subnormal
+// path in the multiply, with the same exact result.
 @inline function scales4(p: usize, mask: v128, magic: v128): v128 {
   return f32x4.mul(v128.and(i32x4.shl(i32x4.extend_low_i16x8_s(v128.load64_zero(p)), 13), mask), magic);
 }
@@ -780,9 +782,12 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
 }
 
 // ---------------------------------------------------------------- Q4_K
-// Repacked per 4-row group and 32-value sub-block (96 bytes): f32 scale[4] (d * sc), f32 min[4]
-// (dmin * m), then 4 x 16 nibble bytes (row r at 32 + 16r: low nibble = value i, high = i + 16).
-// value = scale * q - min, so a block contributes xd * (scale * sum(q xq) - min * sum(xq)).
+// Repacked per 4-row group and 256-value super-block (608 bytes, 76 per 32 values; ggml: 72):
+// f32 d[4], f32 dmin[4] (f16 in the file, widened exactly at load: converting in the kernel would
+// put V8's conversion code inside the block loop), then per 32-value sub-block (72 bytes): u8 sc[4],
+// u8 m[4] and 4 x 16 nibble bytes (row r at 8 + 16r: low nibble = value i, high = i + 16).
+// value = d sc q - dmin m (d * sc is exact in f32), so a block contributes
+// xd * (scale * sum(q xq) - min * sum(xq)).
 @inline function dotU4(wp: usize, m0f: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   const v = v128.load(wp);
   const lo = v128.and(v, m0f), hi = hi4(v, m0f);
@@ -793,105 +798,138 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
 
 export function mm_q4_k(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd: usize, xs: usize, out: usize, n: i32, nb: i32, rowLimit: i32, outStride: i32): void {
   const m0f = v128.load(C_0F);
-  const gs = <usize>nb * 96;
+  const nsb = nb >> 3;
+  const gs = <usize>nsb * 608;
   for (let g = g0; g < g1; g++) {
     const r0 = g << 2;
     const wg = w + <usize>g * gs;
     for (let t = 0; t < n; t++) {
-      const dt = xd + ((<usize>t * <usize>nb) << 2);
-      const st = xs + ((<usize>t * <usize>nb) << 2);
-      let acc = f32x4.splat(0);
+      let dp = xd + ((<usize>t * <usize>nb) << 2);
+      let sp = xs + ((<usize>t * <usize>nb) << 2);
+      // the min terms go to their own accumulator: two short dependency chains instead of one
+      let acc = f32x4.splat(0), accm = acc;
       if (ASC_FEATURE_RELAXED_SIMD) {
-        const xt = xq8 + ((<usize>t * <usize>nb) << 5);
-        for (let b = 0; b < nb; b++) {
-          const wb = wg + <usize>b * 96;
-          const xb = xt + (<usize>b << 5);
-          const xl = v128.load(xb), xh = v128.load(xb, 16);
-          const s = sumRows16(dotQ4r16(v128.load(wb, 32), m0f, xl, xh), dotQ4r16(v128.load(wb, 48), m0f, xl, xh), dotQ4r16(v128.load(wb, 64), m0f, xl, xh), dotQ4r16(v128.load(wb, 80), m0f, xl, xh));
-          const d = load<f32>(dt + (<usize>b << 2));
-          acc = fma(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load(wb), f32x4.splat(d)), acc);
-          acc = fma(v128.load(wb, 16), f32x4.splat(-d * <f32>load<i32>(st + (<usize>b << 2))), acc);
+        let xb = xq8 + ((<usize>t * <usize>nb) << 5);
+        for (let sb = 0; sb < nsb; sb++) {
+          const sbp = wg + <usize>sb * 608;
+          const d4 = v128.load(sbp), m4 = v128.load(sbp, 16);
+          const sbEnd = sbp + 608;
+          for (let wb = sbp + 32; wb < sbEnd; wb += 72) {
+            const xl = v128.load(xb), xh = v128.load(xb, 16);
+            const s = sumRows16(dotQ4r16(v128.load(wb, 8), m0f, xl, xh), dotQ4r16(v128.load(wb, 24), m0f, xl, xh), dotQ4r16(v128.load(wb, 40), m0f, xl, xh), dotQ4r16(v128.load(wb, 56), m0f, xl, xh));
+            const d = load<f32>(dp);
+            acc = fma(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.mul(d4, u8x4(wb)), f32x4.splat(d)), acc);
+            accm = fma(f32x4.mul(m4, u8x4(wb + 4)), f32x4.splat(-d * <f32>load<i32>(sp)), accm);
+            xb += 32;
+            dp += 4;
+            sp += 4;
+          }
         }
       } else {
-        const xt = xq16 + ((<usize>t * <usize>nb) << 6);
-        for (let b = 0; b < nb; b++) {
-          const wb = wg + <usize>b * 96;
-          const xb = xt + (<usize>b << 6);
-          const x0 = v128.load(xb), x1 = v128.load(xb, 16), x2 = v128.load(xb, 32), x3 = v128.load(xb, 48);
-          const s = reduce4(dotU4(wb + 32, m0f, x0, x1, x2, x3), dotU4(wb + 48, m0f, x0, x1, x2, x3), dotU4(wb + 64, m0f, x0, x1, x2, x3), dotU4(wb + 80, m0f, x0, x1, x2, x3));
-          const d = load<f32>(dt + (<usize>b << 2));
-          acc = fma(f32x4.convert_i32x4_s(s), f32x4.mul(v128.load(wb), f32x4.splat(d)), acc);
-          acc = fma(v128.load(wb, 16), f32x4.splat(-d * <f32>load<i32>(st + (<usize>b << 2))), acc);
+        let xb = xq16 + ((<usize>t * <usize>nb) << 6);
+        for (let sb = 0; sb < nsb; sb++) {
+          const sbp = wg + <usize>sb * 608;
+          const d4 = v128.load(sbp), m4 = v128.load(sbp, 16);
+          const sbEnd = sbp + 608;
+          for (let wb = sbp + 32; wb < sbEnd; wb += 72) {
+            const x0 = v128.load(xb), x1 = v128.load(xb, 16), x2 = v128.load(xb, 32), x3 = v128.load(xb, 48);
+            const s = reduce4(dotU4(wb + 8, m0f, x0, x1, x2, x3), dotU4(wb + 24, m0f, x0, x1, x2, x3), dotU4(wb + 40, m0f, x0, x1, x2, x3), dotU4(wb + 56, m0f, x0, x1, x2, x3));
+            const d = load<f32>(dp);
+            acc = fma(f32x4.convert_i32x4_s(s), f32x4.mul(f32x4.mul(d4, u8x4(wb)), f32x4.splat(d)), acc);
+            accm = fma(f32x4.mul(m4, u8x4(wb + 4)), f32x4.splat(-d * <f32>load<i32>(sp)), accm);
+            xb += 64;
+            dp += 4;
+            sp += 4;
+          }
         }
       }
-      store4(out, t, outStride, r0, rowLimit, acc);
+      store4(out, t, outStride, r0, rowLimit, f32x4.add(acc, accm));
     }
   }
 }
 
+// Four unsigned bytes at p as f32x4.
+@inline function u8x4(p: usize): v128 {
+  return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(p))));
+}
+
 // ---------------------------------------------------------------- Q6_K
+// Repacked per 4-row group and 256-value super-block (1104 bytes, 138 per 32 values; ggml: 105):
+// f32 d[4], then per 32-value block (136 bytes): i8 sc[4] of its first 16 values, i8 sc[4] of the
+// last 16, and 4 x 32 bytes of unsigned 6-bit quants q (row r at 8 + 32r); value = d sc (q - 32).
 // Repacked per 4-row group and 32-value block (160 bytes): f32 scale[4] of the first 16 values
 // (d * sc), f32 scale[4] of the last 16, then 4 x 32 bytes of unsigned 6-bit quants q (row r at
 // 32 + 32r); value = scale * (q - 32).
 export function mm_q6_k(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd: usize, xh: usize, out: usize, n: i32, nb: i32, rowLimit: i32, outStride: i32): void {
-  const gs = <usize>nb * 160;
+  const nsb = nb >> 3;
+  const gs = <usize>nsb * 1104;
   const m32 = v128.load(C_32);
   for (let g = g0; g < g1; g++) {
     const r0 = g << 2;
     const wg = w + <usize>g * gs;
     for (let t = 0; t < n; t++) {
-      const dt = xd + ((<usize>t * <usize>nb) << 2);
+      let dp = xd + ((<usize>t * <usize>nb) << 2);
       let acc = f32x4.splat(0);
       if (ASC_FEATURE_RELAXED_SIMD) {
         let xb = xq8 + ((<usize>t * <usize>nb) << 5);
         let hb = xh + ((<usize>t * <usize>nb) << 3);
-        let dp = xd + ((<usize>t * <usize>nb) << 2);
-        const wEnd = wg + gs;
-        for (let wb = wg; wb < wEnd; wb += 160) {
-          const xl = v128.load(xb), xr = v128.load(xb, 16);
-          // u6 . i8 pair sums: |lane| <= 2 * 63 * 127 = 16002
-          const lo = sumRows16w(
-            i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 32)),
-            i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 64)),
-            i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 96)),
-            i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 128)),
-          );
-          const hi = sumRows16w(
-            i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 48)),
-            i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 80)),
-            i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 112)),
-            i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 144)),
-          );
-          const sl = i32x4.sub(lo, i32x4.shl(v128.load32_splat(hb), 5));
-          const sh = i32x4.sub(hi, i32x4.shl(v128.load32_splat(hb, 4), 5));
-          const d = v128.load32_splat(dp);
-          acc = fma(f32x4.convert_i32x4_s(sl), f32x4.mul(v128.load(wb), d), acc);
-          acc = fma(f32x4.convert_i32x4_s(sh), f32x4.mul(v128.load(wb, 16), d), acc);
-          xb += 32;
-          hb += 8;
-          dp += 4;
+        for (let sb = 0; sb < nsb; sb++) {
+          const sbp = wg + <usize>sb * 1104;
+          const d4 = v128.load(sbp);
+          const sbEnd = sbp + 1104;
+          for (let wb = sbp + 16; wb < sbEnd; wb += 136) {
+            const xl = v128.load(xb), xr = v128.load(xb, 16);
+            // u6 . i8 pair sums: |lane| <= 2 * 63 * 127 = 16002
+            const lo = sumRows16w(
+              i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 8)),
+              i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 40)),
+              i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 72)),
+              i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.load(wb, 104)),
+            );
+            const hi = sumRows16w(
+              i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 24)),
+              i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 56)),
+              i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 88)),
+              i16x8.relaxed_dot_i8x16_i7x16_s(xr, v128.load(wb, 120)),
+            );
+            const sl = i32x4.sub(lo, i32x4.shl(v128.load32_splat(hb), 5));
+            const sh = i32x4.sub(hi, i32x4.shl(v128.load32_splat(hb, 4), 5));
+            const d = v128.load32_splat(dp);
+            const sc8 = i16x8.extend_low_i8x16_s(v128.load64_zero(wb));
+            acc = fma(f32x4.convert_i32x4_s(sl), f32x4.mul(f32x4.mul(d4, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(sc8))), d), acc);
+            acc = fma(f32x4.convert_i32x4_s(sh), f32x4.mul(f32x4.mul(d4, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(sc8))), d), acc);
+            xb += 32;
+            hb += 8;
+            dp += 4;
+          }
         }
       } else {
-        const xt = xq16 + ((<usize>t * <usize>nb) << 6);
-        for (let b = 0; b < nb; b++) {
-          const wb = wg + <usize>b * 160;
-          const xb = xt + (<usize>b << 6);
-          const x0 = v128.load(xb), x1 = v128.load(xb, 16), x2 = v128.load(xb, 32), x3 = v128.load(xb, 48);
-          let v = i8x16.sub(v128.load(wb, 32), m32), u = i8x16.sub(v128.load(wb, 48), m32);
-          const l0 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), x1));
-          const h0 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(u), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(u), x3));
-          v = i8x16.sub(v128.load(wb, 64), m32); u = i8x16.sub(v128.load(wb, 80), m32);
-          const l1 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), x1));
-          const h1 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(u), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(u), x3));
-          v = i8x16.sub(v128.load(wb, 96), m32); u = i8x16.sub(v128.load(wb, 112), m32);
-          const l2 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), x1));
-          const h2 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(u), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(u), x3));
-          v = i8x16.sub(v128.load(wb, 128), m32); u = i8x16.sub(v128.load(wb, 144), m32);
-          const l3 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), x1));
-          const h3 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(u), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(u), x3));
-          const d = f32x4.splat(load<f32>(dt + (<usize>b << 2)));
-          acc = fma(f32x4.convert_i32x4_s(reduce4(l0, l1, l2, l3)), f32x4.mul(v128.load(wb), d), acc);
-          acc = fma(f32x4.convert_i32x4_s(reduce4(h0, h1, h2, h3)), f32x4.mul(v128.load(wb, 16), d), acc);
+        let xb = xq16 + ((<usize>t * <usize>nb) << 6);
+        for (let sb = 0; sb < nsb; sb++) {
+          const sbp = wg + <usize>sb * 1104;
+          const d4 = v128.load(sbp);
+          const sbEnd = sbp + 1104;
+          for (let wb = sbp + 16; wb < sbEnd; wb += 136) {
+            const x0 = v128.load(xb), x1 = v128.load(xb, 16), x2 = v128.load(xb, 32), x3 = v128.load(xb, 48);
+            let v = i8x16.sub(v128.load(wb, 8), m32), u = i8x16.sub(v128.load(wb, 24), m32);
+            const l0 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), x1));
+            const h0 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(u), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(u), x3));
+            v = i8x16.sub(v128.load(wb, 40), m32); u = i8x16.sub(v128.load(wb, 56), m32);
+            const l1 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), x1));
+            const h1 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(u), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(u), x3));
+            v = i8x16.sub(v128.load(wb, 72), m32); u = i8x16.sub(v128.load(wb, 88), m32);
+            const l2 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), x1));
+            const h2 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(u), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(u), x3));
+            v = i8x16.sub(v128.load(wb, 104), m32); u = i8x16.sub(v128.load(wb, 120), m32);
+            const l3 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(v), x1));
+            const h3 = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(u), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(u), x3));
+            const d = v128.load32_splat(dp);
+            const sc8 = i16x8.extend_low_i8x16_s(v128.load64_zero(wb));
+            acc = fma(f32x4.convert_i32x4_s(reduce4(l0, l1, l2, l3)), f32x4.mul(f32x4.mul(d4, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(sc8))), d), acc);
+            acc = fma(f32x4.convert_i32x4_s(reduce4(h0, h1, h2, h3)), f32x4.mul(f32x4.mul(d4, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(sc8))), d), acc);
+            xb += 64;
+            dp += 4;
+          }
         }
       }
       store4(out, t, outStride, r0, rowLimit, acc);
@@ -946,16 +984,16 @@ export function repack_q4_0(g0: i32, g1: i32, src: usize, dst: usize, nb: i32, r
 
 export function repack_q4_k(g0: i32, g1: i32, src: usize, dst: usize, nsb: i32, rowsInChunk: i32): void {
   const m0f = v128.load(C_0F);
-  const nb = nsb << 3;
   for (let g = g0; g < g1; g++) {
     for (let lane = 0; lane < 4; lane++) {
       const r = (g << 2) + lane;
       if (r >= rowsInChunk) break;
-      const gb = dst + <usize>g * <usize>nb * 96;
+      const gb = dst + <usize>g * <usize>nsb * 608;
       for (let sb = 0; sb < nsb; sb++) {
         const p = src + (<usize>r * <usize>nsb + <usize>sb) * 144;
-        const d = h2f(<u32>load<u16>(p));
-        const dmin = h2f(<u32>load<u16>(p, 2));
+        const sbp = gb + <usize>sb * 608;
+        store<f32>(sbp + (<usize>lane << 2), h2f(<u32>load<u16>(p)));
+        store<f32>(sbp + 16 + (<usize>lane << 2), h2f(<u32>load<u16>(p, 2)));
         const q = p + 4;
         for (let j = 0; j < 8; j++) {
           let sc: u32, m: u32;
@@ -966,9 +1004,9 @@ export function repack_q4_k(g0: i32, g1: i32, src: usize, dst: usize, nsb: i32, 
             sc = (<u32>load<u8>(q + j + 4) & 15) | ((<u32>load<u8>(q + j - 4) >> 6) << 4);
             m = (<u32>load<u8>(q + j + 4) >> 4) | ((<u32>load<u8>(q + j) >> 6) << 4);
           }
-          const o = gb + <usize>(sb * 8 + j) * 96;
-          store<f32>(o + (<usize>lane << 2), d * <f32>sc);
-          store<f32>(o + 16 + (<usize>lane << 2), dmin * <f32>m);
+          const o = sbp + 32 + <usize>j * 72;
+          store<u8>(o + <usize>lane, <u8>sc);
+          store<u8>(o + 4 + <usize>lane, <u8>m);
           // 32 nibbles of sub-block j: low (j even) or high (j odd) halves of 32 bytes
           const qs = p + 16 + (<usize>(j >> 1) << 5);
           let a = v128.load(qs), c = v128.load(qs, 16);
@@ -979,7 +1017,7 @@ export function repack_q4_k(g0: i32, g1: i32, src: usize, dst: usize, nsb: i32, 
             a = v128.and(a, m0f);
             c = v128.and(c, m0f);
           }
-          v128.store(o + 32 + (<usize>lane << 4), v128.or(a, i8x16.shl(c, 4)));
+          v128.store(o + 8 + (<usize>lane << 4), v128.or(a, i8x16.shl(c, 4)));
         }
       }
     }
@@ -989,19 +1027,19 @@ export function repack_q4_k(g0: i32, g1: i32, src: usize, dst: usize, nsb: i32, 
 export function repack_q6_k(g0: i32, g1: i32, src: usize, dst: usize, nsb: i32, rowsInChunk: i32): void {
   const m0f = v128.load(C_0F);
   const m03 = v128.load(C_03);
-  const nb = nsb << 3;
   for (let g = g0; g < g1; g++) {
     for (let lane = 0; lane < 4; lane++) {
       const r = (g << 2) + lane;
       if (r >= rowsInChunk) break;
-      const gb = dst + <usize>g * <usize>nb * 160;
+      const gb = dst + <usize>g * <usize>nsb * 1104;
       for (let sb = 0; sb < nsb; sb++) {
         const p = src + (<usize>r * <usize>nsb + <usize>sb) * 210;
-        const d = h2f(<u32>load<u16>(p, 208));
+        const sbp = gb + <usize>sb * 1104;
+        store<f32>(sbp + (<usize>lane << 2), h2f(<u32>load<u16>(p, 208)));
         for (let j = 0; j < 8; j++) {
-          const o = gb + <usize>(sb * 8 + j) * 160;
-          store<f32>(o + (<usize>lane << 2), d * <f32>load<i8>(p + 192 + (j << 1)));
-          store<f32>(o + 16 + (<usize>lane << 2), d * <f32>load<i8>(p + 193 + (j << 1)));
+          const o = sbp + 16 + <usize>j * 136;
+          store<i8>(o + <usize>lane, load<i8>(p + 192 + (j << 1)));
+          store<i8>(o + 4 + <usize>lane, load<i8>(p + 193 + (j << 1)));
         }
         for (let half = 0; half < 2; half++) {
           const ql = p + (half << 6);
@@ -1014,11 +1052,11 @@ export function repack_q6_k(g0: i32, g1: i32, src: usize, dst: usize, nsb: i32, 
             const v2 = v128.or(i8x16.shr_u(a, 4), i8x16.shl(v128.and(i8x16.shr_u(h, 4), m03), 4));
             const v3 = v128.or(i8x16.shr_u(c, 4), i8x16.shl(i8x16.shr_u(h, 6), 4));
             // value index within the super-block: half*128 + q*32 + k*16 + i -> block (half*4 + q), offset k*16
-            const bq = gb + <usize>(sb * 8 + half * 4) * 160 + 32 + (<usize>lane << 5) + (<usize>k << 4);
+            const bq = sbp + 16 + <usize>(half * 4) * 136 + 8 + (<usize>lane << 5) + (<usize>k << 4);
             v128.store(bq, v0);
-            v128.store(bq + 160, v1);
-            v128.store(bq + 320, v2);
-            v128.store(bq + 480, v3);
+            v128.store(bq + 136, v1);
+            v128.store(bq + 272, v2);
+            v128.store(bq + 408, v3);
           }
         }
       }

@@ -78,7 +78,7 @@ class WasmMatrix implements Matrix {
 }
 
 /** Repacked bytes per 4-row group and 32 values. */
-const BLOCK_BYTES: Partial<Record<DType, number>> = { q8_0: 136, q4_0: 72, q4_k: 96, q6_k: 160 };
+const BLOCK_BYTES: Partial<Record<DType, number>> = { q8_0: 136, q4_0: 72, q4_k: 76, q6_k: 138 };
 
 const FLOAT_KERNEL: Partial<Record<DType, number>> = { f32: K.mm_f32, bf16: K.mm_bf16, f16: K.mm_f16 };
 
@@ -227,8 +227,10 @@ class WasmBackend implements Backend {
    * groups and a wasm kernel rewrites them in the 4-row interleaved layout at their final place.
    *   q8_0: per group and 32-block, f16 d[4] + 4 x 32 i8                      (136 bytes)
    *   q4_0: per group and 32-block, f16 d[4] + 4 x 16 nibble bytes            (72 bytes)
-   *   q4_k: per group and 32-sub-block, f32 scale[4], f32 min[4] + 4 x 16      (96 bytes)
-   *   q6_k: per group and 32-block, f32 scale[4] x 2 halves + 4 x 32 u6 bytes  (160 bytes)
+   *   q4_k: per group and 256-super-block f32 d[4], dmin[4]; per 32-sub-block u8 sc[4], m[4]
+   *         + 4 x 16 nibble bytes                                            (608 = 8 x 76 bytes)
+   *   q6_k: per group and 256-super-block f32 d[4]; per 32-block i8 sc[4] x 2 halves
+   *         + 4 x 32 u6 bytes                                                (1104 = 8 x 138 bytes)
    */
   private prepareBlocks(dtype: DType, rows: number, cols: number, data: Uint8Array, groups: number): WasmMatrix {
     const nb = cols / 32;
@@ -382,13 +384,14 @@ class WasmBackend implements Backend {
       case 'q4_k': {
         const nb = cols / 32;
         const lane = row & 3;
-        const gBase = m.ptr + (row >> 2) * nb * 96;
+        const gBase = m.ptr + (row >> 2) * nb * 76;
         const u8 = s.u8;
         for (let b = 0; b < nb; b++) {
-          const blk = gBase + b * 96;
-          const sc = s.f32[(blk >> 2) + lane]!;
-          const mn = s.f32[(blk >> 2) + 4 + lane]!;
-          const q = blk + 32 + 16 * lane;
+          const sbp = gBase + (b >> 3) * 608;
+          const blk = sbp + 32 + (b & 7) * 72;
+          const sc = Math.fround(s.f32[(sbp >> 2) + lane]! * u8[blk + lane]!);
+          const mn = Math.fround(s.f32[(sbp >> 2) + 4 + lane]! * u8[blk + 4 + lane]!);
+          const q = blk + 8 + 16 * lane;
           for (let j = 0; j < 16; j++) {
             const byte = u8[q + j]!;
             out[b * 32 + j] = Math.fround(sc * (byte & 15)) - mn;
@@ -400,13 +403,16 @@ class WasmBackend implements Backend {
       case 'q6_k': {
         const nb = cols / 32;
         const lane = row & 3;
-        const gBase = m.ptr + (row >> 2) * nb * 160;
+        const gBase = m.ptr + (row >> 2) * nb * 138;
         const u8 = s.u8;
+        const i8 = (p: number) => (u8[p]! << 24) >> 24;
         for (let b = 0; b < nb; b++) {
-          const blk = gBase + b * 160;
-          const s0 = s.f32[(blk >> 2) + lane]!;
-          const s1 = s.f32[(blk >> 2) + 4 + lane]!;
-          const q = blk + 32 + 32 * lane;
+          const sbp = gBase + (b >> 3) * 1104;
+          const d = s.f32[(sbp >> 2) + lane]!;
+          const blk = sbp + 16 + (b & 7) * 136;
+          const s0 = Math.fround(d * i8(blk + lane));
+          const s1 = Math.fround(d * i8(blk + 4 + lane));
+          const q = blk + 8 + 32 * lane;
           for (let j = 0; j < 16; j++) out[b * 32 + j] = s0 * (u8[q + j]! - 32);
           for (let j = 16; j < 32; j++) out[b * 32 + j] = s1 * (u8[q + j]! - 32);
         }
