@@ -12,7 +12,7 @@
 import { ModelError, UsageError } from '../errors.js';
 import type { ForwardOptions, KVCache, LanguageModel } from '../model/types.js';
 import type { StreamDecoder, Tokenizer } from '../tokenizer/types.js';
-import { Sampler, logSoftmax, topLogprobs as topLogprobsOf, usableVocab, type SamplingOptions } from './sampler.js';
+import { Sampler, tokenLogprobs, usableVocab, type SamplingOptions } from './sampler.js';
 import { StopStringMatcher, stopIdSet } from './stop.js';
 
 export const DEFAULT_MAX_TOKENS = 512;
@@ -214,10 +214,10 @@ export async function* generate(
     let logprob: number | undefined;
     let tops: TopLogprob[] | undefined;
     if (wantLogprobs) {
-      const lp = logSoftmax(row, n);
-      logprob = lp[id]!;
+      const lp = tokenLogprobs(row, n, id, nTop);
+      logprob = lp.logprob;
       if (nTop > 0) {
-        tops = topLogprobsOf(lp, n, nTop).map((e) => {
+        tops = lp.top.map((e) => {
           const s = pieceText(e.id);
           return s === undefined ? e : { ...e, text: s };
         });

@@ -296,8 +296,10 @@ class WasmBackend implements Backend {
         }
       }
       const work = c * groups * 4 * cols;
-      // below ~2M multiply-adds a worker round trip costs more than it saves (256x2048 q4_0: 19 us inline, 28 us on 2 threads)
-      const parallel = work >= 1 << 21;
+      // the workers spin between calls, so a round trip costs a few microseconds: with 2 threads
+      // 0.5M multiply-adds take 33 us inline and 19 us split (bf16 512x128, 8 tokens); only
+      // calls below ~64k run inline
+      const parallel = work >= 1 << 16;
       // subnormal activations cost x86 a microcode assist per multiply: flush them (the 8-bit path does it while quantizing)
       if (!quant) this.pool.run(m.shard, K.flush_subnormals, (c * colsPad) >> 2, [xPtr], false);
       if (tiled && c >= 4) {
