@@ -224,6 +224,39 @@ for (const c of backends) {
     }
   });
 
+  test(`${c.name}: a stacked matrix (prepareStacked) computes its parts' rows`, (t) => {
+    const stack = c.backend.prepareStacked?.bind(c.backend);
+    if (!stack) {
+      assert.equal(c.name, 'js', 'only the reference backend has no prepareStacked');
+      t.diagnostic('js backend: no prepareStacked (q, k, v stay separate matrices)');
+      return;
+    }
+    const r = rng(31);
+    for (const dtype of ['bf16', 'q8_0', 'q4_0', 'q4_k', 'q6_k'] as const) {
+      const cols = 256;
+      // [8, 12, 6]: aligned parts written in place; [6, 8]: a part not a multiple of 4 rows (concatenated)
+      for (const sizes of [[8, 12, 6], [6, 8]]) {
+        const parts = sizes.map((rows, i) => ({ dtype, rows, cols, data: weights(dtype, rows, cols, 40 + i).data }));
+        const m = stack(parts);
+        assert.equal(m.rows, sizes.reduce((a, b) => a + b, 0));
+        const n = 3;
+        const x = randArray(n * cols, r, 2);
+        const got = new Float32Array(n * m.rows);
+        c.backend.matmul(m, x, n, got);
+        let row0 = 0;
+        for (const p of parts) {
+          const want = new Float32Array(n * p.rows);
+          c.backend.matmul(c.backend.prepareMatrix(p), x, n, want);
+          for (let t2 = 0; t2 < n; t2++) {
+            for (let i = 0; i < p.rows; i++) assert.equal(got[t2 * m.rows + row0 + i], want[t2 * p.rows + i], `${dtype} ${sizes} token ${t2} row ${row0 + i}`);
+          }
+          row0 += p.rows;
+        }
+      }
+    }
+    assert.throws(() => stack([{ dtype: 'q8_0', rows: 4, cols: 64, data: new Uint8Array(4 * 68) }, { dtype: 'q4_0', rows: 4, cols: 64, data: new Uint8Array(4 * 36) }]), { name: 'ModelError' });
+  });
+
   test(`${c.name}: matmul with a soft-cap equals matmul, then softcap`, () => {
     const r = rng(23);
     for (const dtype of ['f32', 'q8_0'] as const) {

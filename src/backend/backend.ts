@@ -60,13 +60,12 @@ export interface AttentionParams {
  */
 export interface Backend {
   readonly name: string;
-  /**
-   * True when prepareMatrix copies the weights into memory of its own (callers may then hand it
-   * transient buffers, e.g. several tensors stacked into one matrix); false or absent when it
-   * keeps a reference to `data`.
-   */
-  readonly copiesWeights?: boolean;
   prepareMatrix(w: WeightMatrix): Matrix;
+  /**
+   * Optional: one matrix whose rows are the parts' rows in order (same dtype and cols), e.g.
+   * q | k | v, so that one kernel call (and one activation quantization) serves all of them.
+   */
+  prepareStacked?(parts: readonly WeightMatrix[]): Matrix;
   /**
    * out[n, rows'] = x[n, cols] · W[0:rows']^T, where rows' = rowLimit ?? W.rows; then, when
    * softcap > 0, out = softcap * tanh(out / softcap) (the final logits, without another pass).

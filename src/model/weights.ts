@@ -71,26 +71,19 @@ export function loadWeights(source: TensorSource, config: ModelConfig, backend: 
   };
 
   /**
-   * Matrices stacked along rows ([rows_0 + rows_1 + ..., cols]) as one backend matrix when they
-   * share a dtype: decoding reads them in one kernel call. The concatenation is one transient
-   * copy of a layer's few tensors, never of the whole model.
+   * Matrices stacked along rows ([rows_0 + rows_1 + ..., cols]) as one backend matrix when the
+   * backend can (prepareStacked) and they share a dtype: decoding reads them in one kernel call.
    */
   const stacked = (parts: Array<{ name: string; rows: number }>, cols: number): Matrix[] => {
     const infos = parts.map((p) => expectShape(p.name, [p.rows, cols]));
     const dtype = infos[0]!.dtype;
-    // a backend that keeps references to the source's bytes would hold the stacked copy as well
-    if (!backend.copiesWeights || infos.some((i) => i.dtype !== dtype)) return parts.map((p) => matrix(p.name, p.rows, cols));
-    const datas = parts.map((p) => source.read(prefix + p.name));
-    const bytes = datas.reduce((a, d) => a + d.byteLength, 0);
-    const data = new Uint8Array(bytes);
-    let at = 0;
-    for (const d of datas) {
-      data.set(d, at);
-      at += d.byteLength;
-      progress(d.byteLength);
-    }
-    const rows = parts.reduce((a, p) => a + p.rows, 0);
-    return [backend.prepareMatrix({ dtype, rows, cols, data })];
+    if (!backend.prepareStacked || infos.some((i) => i.dtype !== dtype)) return parts.map((p) => matrix(p.name, p.rows, cols));
+    const weights = parts.map((p) => {
+      const data = source.read(prefix + p.name);
+      progress(data.byteLength);
+      return { dtype, rows: p.rows, cols, data };
+    });
+    return [backend.prepareStacked(weights)];
   };
 
   const norm = (name: string, dim: number): Float32Array => {

@@ -84,7 +84,6 @@ const FLOAT_KERNEL: Partial<Record<DType, number>> = { f32: K.mm_f32, bf16: K.mm
 
 class WasmBackend implements Backend {
   readonly name: string;
-  readonly copiesWeights = true;
   readonly variant: KernelVariant;
   readonly threads: number;
   private readonly shards: Shard[] = [];
@@ -190,33 +189,63 @@ class WasmBackend implements Backend {
   }
 
   prepareMatrix(w: WeightMatrix): Matrix {
+    return this.prepareStacked([w]);
+  }
+
+  /**
+   * One matrix whose rows are the parts' rows in order, written straight from each part's bytes
+   * to its final place (no concatenated copy). Parts share dtype and cols; every part but the
+   * last has a multiple of 4 rows (the interleaved groups), else they are concatenated first.
+   */
+  prepareStacked(parts: readonly WeightMatrix[]): Matrix {
     this.check();
-    const { dtype, rows, cols, data } = w;
-    if (!(dtype in DTYPE_LAYOUT)) throw new ModelError(`unknown weight dtype ${String(dtype)}`);
-    if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows <= 0 || cols <= 0) throw new ModelError(`bad matrix shape [${rows}, ${cols}]`);
-    const { blockSize } = DTYPE_LAYOUT[dtype];
-    if (cols % blockSize !== 0) throw new ModelError(`${dtype} matrix needs cols divisible by ${blockSize}, got ${cols}`);
-    const need = rows * dtypeByteLength(dtype, cols);
-    if (data.byteLength !== need) throw new ModelError(`${dtype} matrix [${rows}, ${cols}] needs ${need} bytes, got ${data.byteLength}`);
+    if (parts.length === 0) throw new ModelError('prepareStacked needs at least one matrix');
+    const { dtype, cols } = parts[0]!;
+    for (const w of parts) {
+      if (w.dtype !== dtype || w.cols !== cols) throw new ModelError(`stacked matrices differ: ${w.dtype} [${w.rows}, ${w.cols}] after ${dtype} [*, ${cols}]`);
+      checkWeight(w);
+    }
+    if (parts.slice(0, -1).some((w) => w.rows % 4 !== 0)) {
+      const data = new Uint8Array(parts.reduce((a, w) => a + w.data.byteLength, 0));
+      let at = 0;
+      for (const w of parts) {
+        data.set(w.data, at);
+        at += w.data.byteLength;
+      }
+      return this.prepareStacked([{ dtype, rows: parts.reduce((a, w) => a + w.rows, 0), cols, data }]);
+    }
+    const rows = parts.reduce((a, w) => a + w.rows, 0);
     const groups = Math.ceil(rows / 4);
-    const rowsPad = groups * 4;
     switch (dtype) {
       case 'f32':
       case 'bf16':
       case 'f16': {
         const es = dtype === 'f32' ? 4 : 2;
         const colsPad = Math.ceil(cols / 8) * 8;
-        const { shard, ptr } = this.alloc(rowsPad * colsPad * es);
+        const { shard, ptr } = this.alloc(groups * 4 * colsPad * es);
         const u8 = shard.u8;
-        if (colsPad === cols) u8.set(data, ptr);
-        else for (let r = 0; r < rows; r++) u8.set(data.subarray(r * cols * es, (r + 1) * cols * es), ptr + r * colsPad * es);
+        let row = 0;
+        for (const { data, rows: n } of parts) {
+          const at = ptr + row * colsPad * es;
+          if (colsPad === cols) u8.set(data, at);
+          else for (let r = 0; r < n; r++) u8.set(data.subarray(r * cols * es, (r + 1) * cols * es), at + r * colsPad * es);
+          row += n;
+        }
         return new WasmMatrix(dtype, rows, cols, shard.index, ptr, colsPad, groups, this);
       }
       case 'q8_0':
       case 'q4_0':
       case 'q4_k':
-      case 'q6_k':
-        return this.prepareBlocks(dtype, rows, cols, data, groups);
+      case 'q6_k': {
+        const groupBytes = (cols / 32) * BLOCK_BYTES[dtype]!;
+        const { shard, ptr } = this.alloc(groups * groupBytes);
+        let row = 0;
+        for (const w of parts) {
+          this.repackInto(dtype, w.rows, cols, w.data, shard, ptr + (row / 4) * groupBytes);
+          row += w.rows;
+        }
+        return new WasmMatrix(dtype, rows, cols, shard.index, ptr, cols, groups, this);
+      }
       default:
         throw new ModelError(`the wasm backend does not support ${String(dtype)} weights`);
     }
@@ -232,10 +261,10 @@ class WasmBackend implements Backend {
    *   q6_k: per group and 256-super-block f32 d[4]; per 32-block i8 sc[4] x 2 halves
    *         + 4 x 32 u6 bytes                                                (1104 = 8 x 138 bytes)
    */
-  private prepareBlocks(dtype: DType, rows: number, cols: number, data: Uint8Array, groups: number): WasmMatrix {
+  private repackInto(dtype: DType, rows: number, cols: number, data: Uint8Array, shard: Shard, ptr: number): void {
     const nb = cols / 32;
     const groupBytes = nb * BLOCK_BYTES[dtype]!;
-    const { shard, ptr } = this.alloc(groups * groupBytes);
+    const groups = Math.ceil(rows / 4);
     const rowBytes = dtypeByteLength(dtype, cols);
     const chunkGroups = Math.min(groups, Math.floor(this.scratchBytes / (4 * rowBytes)));
     if (chunkGroups < 1) throw new ModelError(`${dtype} rows of ${cols} values are too long for the wasm scratch area`);
@@ -248,7 +277,6 @@ class WasmBackend implements Backend {
       this.views(shard).u8.set(data.subarray(r0 * rowBytes, (r0 + nRows) * rowBytes), SCRATCH_BASE);
       this.pool.run(shard.index, kernel, gs, [SCRATCH_BASE, ptr + g0 * groupBytes, count, nRows], gs > 1);
     }
-    return new WasmMatrix(dtype, rows, cols, shard.index, ptr, cols, groups, this);
   }
 
   matmul(w: Matrix, x: Float32Array, n: number, out: Float32Array, rowLimit?: number, softcap?: number): void {
@@ -701,6 +729,16 @@ class WasmBackend implements Backend {
     this.shards.length = 0;
     this.heaps.length = 0;
   }
+}
+
+/** Shape, dtype and byte length of a weight matrix, else a ModelError naming the problem. */
+function checkWeight({ dtype, rows, cols, data }: WeightMatrix): void {
+  if (!(dtype in DTYPE_LAYOUT)) throw new ModelError(`unknown weight dtype ${String(dtype)}`);
+  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows <= 0 || cols <= 0) throw new ModelError(`bad matrix shape [${rows}, ${cols}]`);
+  const { blockSize } = DTYPE_LAYOUT[dtype];
+  if (cols % blockSize !== 0) throw new ModelError(`${dtype} matrix needs cols divisible by ${blockSize}, got ${cols}`);
+  const need = rows * dtypeByteLength(dtype, cols);
+  if (data.byteLength !== need) throw new ModelError(`${dtype} matrix [${rows}, ${cols}] needs ${need} bytes, got ${data.byteLength}`);
 }
 
 function newMemory(scratchBytes: number): WebAssembly.Memory {
