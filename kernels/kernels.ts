@@ -642,8 +642,9 @@ export function softcap_vec(v0: i32, v1: i32, x: usize, cap: f32): void {
  * (-inf elsewhere); per head, soft-cap, max and exp vectorized over the slots; then the
  * probability-weighted sum of V rows, 32 output values at a time held in registers (no
  * read-modify-write of the output row per key).
- * ml (the pool passes at most 14 arguments): i32 hpu, i32 score area, i32 score bytes per thread,
- * i32 1 when k / v hold f16 values (the f16 KV cache), 0 for f32.
+ * ml (the pool passes at most 14 arguments): i32 hpu, i32 score area, i32 score bytes per thread
+ * (hpu rows of nSlots rounded up to 4, then 5 rows of headDim and hpu floats), i32 1 when k / v
+ * hold f16 values (the f16 KV cache), 0 for f32.
  * headDim % 4 == 0. q, out: [nTokens, nHeads * headDim]; k, v: [nSlots, nKvHeads * headDim];
  * qpos: i32[nTokens]; spos: i32[nSlots] (-1 = empty). Key s is visible from query t when
  * 0 <= spos[s] <= qpos[t] and qpos[t] - spos[s] < window.
@@ -671,6 +672,10 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
     const q0 = q + row0 * hb;
     const o0 = out + row0 * hb;
     const kvo = <usize>(h0 / group) * (<usize>headDim << es);
+    // f32 rows after the scores: [0] one K row, [1..4] four V rows (an f16 cache's rows are
+    // widened once per unit and then used by all of its heads), then 1 / l per head
+    const tmp = sc0 + <usize>hpu * rowBytes;
+    const invp = tmp + 5 * hb;
     // pass 1: scores
     for (let s = 0; s < nPad; s++) {
       const kp = s < nSlots ? load<i32>(spos + (<usize>s << 2)) : -1;
@@ -678,34 +683,28 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
         for (let j = 0; j < hpu; j++) store<f32>(sc0 + <usize>j * rowBytes + (<usize>s << 2), -Infinity);
         continue;
       }
-      const kr = k + <usize>s * kvStride + kvo;
+      let kr = k + <usize>s * kvStride + kvo;
+      if (f16) {
+        widenRow(kr, tmp, hb, mask, magic);
+        kr = tmp;
+      }
       for (let j = 0; j < hpu; j++) {
         const qr = q0 + <usize>j * hb;
         let a0 = zero, a1 = zero;
         let o: usize = 0;
-        if (f16) {
-          for (; o + 32 <= hb; o += 32) {
-            const kv = v128.load(kr + (o >> 1));
-            a0 = fma(v128.load(qr + o), f16lo4(kv, mask, magic), a0);
-            a1 = fma(v128.load(qr + o, 16), f16hi4(kv, mask, magic), a1);
-          }
-          if (o < hb) a0 = fma(v128.load(qr + o), f16lo4(v128.load64_zero(kr + (o >> 1)), mask, magic), a0);
-        } else {
-          for (; o + 32 <= hb; o += 32) {
-            a0 = fma(v128.load(qr + o), v128.load(kr + o), a0);
-            a1 = fma(v128.load(qr + o, 16), v128.load(kr + o, 16), a1);
-          }
-          if (o < hb) a0 = fma(v128.load(qr + o), v128.load(kr + o), a0);
+        for (; o + 32 <= hb; o += 32) {
+          a0 = fma(v128.load(qr + o), v128.load(kr + o), a0);
+          a1 = fma(v128.load(qr + o, 16), v128.load(kr + o, 16), a1);
         }
+        if (o < hb) a0 = fma(v128.load(qr + o), v128.load(kr + o), a0);
         store<f32>(sc0 + <usize>j * rowBytes + (<usize>s << 2), hsum(f32x4.add(a0, a1)) * scale);
       }
     }
+    // pass 2, per head: soft-cap (keeping -inf), max, probabilities. exp of arguments below -80
+    // is flushed to 0: subnormal weights in the p * v products would cost x86 a microcode assist
+    // per lane (100x slower) and change nothing at f32 precision.
     for (let j = 0; j < hpu; j++) {
       const sr = sc0 + <usize>j * rowBytes;
-      const orow = o0 + <usize>j * hb;
-      // pass 2: soft-cap (keeping -inf), max, probabilities. exp of arguments below -80 is
-      // flushed to 0: subnormal weights in the p * v products would cost x86 a microcode assist
-      // per lane (100x slower) and change nothing at f32 precision.
       let mv = ninf;
       for (let i: usize = 0; i < rowBytes; i += 16) {
         let x = v128.load(sr + i);
@@ -717,7 +716,9 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
       }
       const m = hmax(mv);
       if (m == -Infinity) {
-        for (let i: usize = 0; i < hb; i += 16) v128.store(orow + i, zero);
+        // nothing visible: probabilities 0, output 0
+        for (let i: usize = 0; i < rowBytes; i += 16) v128.store(sr + i, zero);
+        store<f32>(invp + (<usize>j << 2), 0);
         continue;
       }
       const mm = f32x4.splat(m);
@@ -728,57 +729,111 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
         v128.store(sr + i, e);
         lv = f32x4.add(lv, e);
       }
-      const inv = f32x4.splat(<f32>1 / hsum(lv));
-      // pass 3: out = sum_s p_s v_s / l. V rows are read whole and in order (4 visible slots at a
-      // time, accumulated into the output row, which stays in L1): walking 32 columns at a time
-      // down the slots instead strides by the cache row and measured slower.
-      const vb = v + kvo;
-      for (let i: usize = 0; i < hb; i += 16) v128.store(orow + i, zero);
-      let s = 0;
-      for (;;) {
-        // gather the next 4 visible slots
-        let n4 = 0;
-        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        let p0: f32 = 0, p1: f32 = 0, p2: f32 = 0, p3: f32 = 0;
-        while (s < nSlots && n4 < 4) {
-          const p = load<f32>(sr + (<usize>s << 2));
-          if (p != 0) {
-            if (n4 == 0) { s0 = s; p0 = p; } else if (n4 == 1) { s1 = s; p1 = p; } else if (n4 == 2) { s2 = s; p2 = p; } else { s3 = s; p3 = p; }
-            n4++;
+      store<f32>(invp + (<usize>j << 2), <f32>1 / hsum(lv));
+    }
+    // pass 3: out_j = sum_s p_js v_s / l_j. V rows are read whole and in order, 4 slots at a time,
+    // accumulated into the output rows (which stay in L1): walking 32 columns at a time down the
+    // slots instead strides by the cache row, slower. f32 cache: per head, over its own visible
+    // slots. f16 cache: slots visible to any head of the unit, each V row widened once for all.
+    const vb = v + kvo;
+    const ub = <usize>hpu * hb;
+    for (let i: usize = 0; i < ub; i += 16) v128.store(o0 + i, zero);
+    if (!f16) {
+      for (let j = 0; j < hpu; j++) {
+        const sr = sc0 + <usize>j * rowBytes;
+        const orow = o0 + <usize>j * hb;
+        let s = 0;
+        for (;;) {
+          let n4 = 0;
+          let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          let p0: f32 = 0, p1: f32 = 0, p2: f32 = 0, p3: f32 = 0;
+          while (s < nSlots && n4 < 4) {
+            const p = load<f32>(sr + (<usize>s << 2));
+            if (p != 0) {
+              if (n4 == 0) { s0 = s; p0 = p; } else if (n4 == 1) { s1 = s; p1 = p; } else if (n4 == 2) { s2 = s; p2 = p; } else { s3 = s; p3 = p; }
+              n4++;
+            }
+            s++;
           }
-          s++;
-        }
-        if (n4 == 0) break;
-        // missing slots repeat s0 with weight 0
-        if (n4 < 2) s1 = s0;
-        if (n4 < 3) s2 = s0;
-        if (n4 < 4) s3 = s0;
-        const v0 = vb + <usize>s0 * kvStride, v1 = vb + <usize>s1 * kvStride, v2 = vb + <usize>s2 * kvStride, v3 = vb + <usize>s3 * kvStride;
-        const w0 = f32x4.splat(p0), w1 = f32x4.splat(p1), w2 = f32x4.splat(p2), w3 = f32x4.splat(p3);
-        if (f16) {
-          let i: usize = 0;
-          for (; i + 32 <= hb; i += 32) {
-            const o = orow + i, h = i >> 1;
-            const e0 = v128.load(v0 + h), e1 = v128.load(v1 + h), e2 = v128.load(v2 + h), e3 = v128.load(v3 + h);
-            v128.store(o, fma(w3, f16lo4(e3, mask, magic), fma(w2, f16lo4(e2, mask, magic), fma(w1, f16lo4(e1, mask, magic), fma(w0, f16lo4(e0, mask, magic), v128.load(o))))));
-            v128.store(o, fma(w3, f16hi4(e3, mask, magic), fma(w2, f16hi4(e2, mask, magic), fma(w1, f16hi4(e1, mask, magic), fma(w0, f16hi4(e0, mask, magic), v128.load(o, 16))))), 16);
-          }
-          if (i < hb) {
-            const o = orow + i, h = i >> 1;
-            const e0 = v128.load64_zero(v0 + h), e1 = v128.load64_zero(v1 + h), e2 = v128.load64_zero(v2 + h), e3 = v128.load64_zero(v3 + h);
-            v128.store(o, fma(w3, f16lo4(e3, mask, magic), fma(w2, f16lo4(e2, mask, magic), fma(w1, f16lo4(e1, mask, magic), fma(w0, f16lo4(e0, mask, magic), v128.load(o))))));
-          }
-        } else {
+          if (n4 == 0) break;
+          // missing slots repeat s0 with weight 0
+          if (n4 < 2) s1 = s0;
+          if (n4 < 3) s2 = s0;
+          if (n4 < 4) s3 = s0;
+          const v0 = vb + <usize>s0 * kvStride, v1 = vb + <usize>s1 * kvStride, v2 = vb + <usize>s2 * kvStride, v3 = vb + <usize>s3 * kvStride;
+          const w0 = f32x4.splat(p0), w1 = f32x4.splat(p1), w2 = f32x4.splat(p2), w3 = f32x4.splat(p3);
           for (let i: usize = 0; i < hb; i += 16) {
             const o = orow + i;
             v128.store(o, fma(w3, v128.load(v3 + i), fma(w2, v128.load(v2 + i), fma(w1, v128.load(v1 + i), fma(w0, v128.load(v0 + i), v128.load(o))))));
           }
+          if (n4 < 4) break;
         }
-        if (n4 < 4) break;
       }
+    }
+    let s = 0;
+    for (;;) {
+      if (!f16) break;
+      let n4 = 0;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      while (s < nSlots && n4 < 4) {
+        let vis = false;
+        for (let j = 0; j < hpu; j++) if (load<f32>(sc0 + <usize>j * rowBytes + (<usize>s << 2)) != 0) vis = true;
+        if (vis) {
+          if (n4 == 0) s0 = s; else if (n4 == 1) s1 = s; else if (n4 == 2) s2 = s; else s3 = s;
+          n4++;
+        }
+        s++;
+      }
+      if (n4 == 0) break;
+      // missing slots repeat s0 with weight 0
+      if (n4 < 2) s1 = s0;
+      if (n4 < 3) s2 = s0;
+      if (n4 < 4) s3 = s0;
+      let v0 = vb + <usize>s0 * kvStride, v1 = vb + <usize>s1 * kvStride, v2 = vb + <usize>s2 * kvStride, v3 = vb + <usize>s3 * kvStride;
+      if (f16) {
+        const t1 = tmp + hb, t2 = t1 + hb, t3 = t2 + hb, t4 = t3 + hb;
+        widenRow(v0, t1, hb, mask, magic);
+        if (n4 > 1) widenRow(v1, t2, hb, mask, magic);
+        if (n4 > 2) widenRow(v2, t3, hb, mask, magic);
+        if (n4 > 3) widenRow(v3, t4, hb, mask, magic);
+        v0 = t1;
+        v1 = n4 > 1 ? t2 : t1;
+        v2 = n4 > 2 ? t3 : t1;
+        v3 = n4 > 3 ? t4 : t1;
+      }
+      for (let j = 0; j < hpu; j++) {
+        const sr = sc0 + <usize>j * rowBytes;
+        const orow = o0 + <usize>j * hb;
+        const p0 = load<f32>(sr + (<usize>s0 << 2));
+        const p1: f32 = n4 > 1 ? load<f32>(sr + (<usize>s1 << 2)) : 0;
+        const p2: f32 = n4 > 2 ? load<f32>(sr + (<usize>s2 << 2)) : 0;
+        const p3: f32 = n4 > 3 ? load<f32>(sr + (<usize>s3 << 2)) : 0;
+        if (p0 == 0 && p1 == 0 && p2 == 0 && p3 == 0) continue; // slots this head does not attend to
+        const w0 = f32x4.splat(p0), w1 = f32x4.splat(p1), w2 = f32x4.splat(p2), w3 = f32x4.splat(p3);
+        for (let i: usize = 0; i < hb; i += 16) {
+          const o = orow + i;
+          v128.store(o, fma(w3, v128.load(v3 + i), fma(w2, v128.load(v2 + i), fma(w1, v128.load(v1 + i), fma(w0, v128.load(v0 + i), v128.load(o))))));
+        }
+      }
+      if (n4 < 4) break;
+    }
+    for (let j = 0; j < hpu; j++) {
+      const orow = o0 + <usize>j * hb;
+      const inv = f32x4.splat(load<f32>(invp + (<usize>j << 2)));
       for (let i: usize = 0; i < hb; i += 16) v128.store(orow + i, f32x4.mul(v128.load(orow + i), inv));
-}
+    }
   }
+}
+
+// f16 row of hb / 2 bytes at src -> f32 row of hb bytes at dst (hb % 16 == 0).
+@inline function widenRow(src: usize, dst: usize, hb: usize, mask: v128, magic: v128): void {
+  let o: usize = 0;
+  for (; o + 32 <= hb; o += 32) {
+    const h = v128.load(src + (o >> 1));
+    v128.store(dst + o, f16lo4(h, mask, magic));
+    v128.store(dst + o, f16hi4(h, mask, magic), 16);
+  }
+  if (o < hb) v128.store(dst + o, f16lo4(v128.load64_zero(src + (o >> 1)), mask, magic));
 }
 
 // ---------------------------------------------------------------- Q4_K

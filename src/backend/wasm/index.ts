@@ -639,8 +639,9 @@ class WasmBackend implements Backend {
     let hpu = group;
     if (parallel) while (hpu > 1 && heads / hpu < 2 * this.threads) hpu = hpu % 2 === 0 ? hpu / 2 : 1;
     const units = heads / hpu;
-    // per thread: the scores of hpu heads over the slots (rounded up to 4)
-    const scoreBytes = this.threads * hpu * (Math.ceil(nSlots / 4) * 4) * 4;
+    // per thread: the scores of hpu heads over the slots (rounded up to 4), 5 f32 rows of
+    // headDim (widened f16 K / V rows) and hpu floats (see the kernel)
+    const scoreBytes = this.threads * a(hpu * (Math.ceil(nSlots / 4) * 4) * 4 + 5 * headDim * 4 + hpu * 4);
     // K and V already in one heap memory (a KV cache from allocF32): read them in place
     const kh = this.heapOf.get(p.k.buffer);
     if (kh && kh === this.heapOf.get(p.v.buffer)) {
