@@ -32,7 +32,7 @@ test('weights spread over several shards agree with single-shard results (1 and 
     // scratch 64 KiB + at most one ~300 KiB matrix per shard
     const b = await createWasmBackend({ threads, shardBytes: 65536 * 8, scratchBytes: 65536 });
     const prepared = mats.map(({ dtype, values }) => b.prepareMatrix({ dtype, rows, cols, data: encode(dtype, values) }));
-    assert.ok(b.memoryBytes().length >= 4, `expected several shards, got ${b.memoryBytes().length}`);
+    assert.ok(b.memoryBytes().length >= 3, `expected several shards, got ${b.memoryBytes().length}`);
     prepared.forEach((m, i) => {
       const out = new Float32Array(3 * rows);
       b.matmul(m, x, 3, out);
