@@ -183,13 +183,16 @@ test('guarded server: answers are screened, non-streamed and streamed in chunks;
     assert.equal(pj.choices[0]!.message.content, attached.guard.refusalMessage);
     assert.deepEqual([pj.guard.stage, pj.guard.action], ['response', 'block']);
 
-    const streamed = await server.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { ...msg, stream: true, max_tokens: 30 } });
+    const streamed = await server.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { ...msg, stream: true, max_tokens: 200, stream_options: { include_usage: true } } });
     const events = streamed.body
       .split('\n\n')
       .filter((e) => e.startsWith('data: '))
       .map((e) => e.slice(6));
     assert.equal(events.at(-1), '[DONE]');
-    const parsed = events.slice(0, -1).map((e) => JSON.parse(e) as { choices: Array<{ delta: { content?: string }; finish_reason: string | null }>; guard?: { stage: string } });
+    const usage = (JSON.parse(events.at(-2)!) as { usage: { completion_tokens: number } }).usage;
+    // the blocked choice stops generating: not 200 tokens of unseen text in the background
+    assert.ok(usage.completion_tokens < 60, `generation stopped at the block: ${usage.completion_tokens} tokens`);
+    const parsed = events.slice(0, -2).map((e) => JSON.parse(e) as { choices: Array<{ delta: { content?: string }; finish_reason: string | null }>; guard?: { stage: string } });
     const text = parsed.map((e) => e.choices[0]?.delta.content ?? '').join('');
     assert.ok(!text.includes('bomb'), `no unscreened text leaks: ${JSON.stringify(text)}`);
     assert.ok(text.includes(attached.guard.refusalMessage));

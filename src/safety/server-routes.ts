@@ -24,6 +24,7 @@ import { jsonLineDecisionLog, ShieldGuard, type GuardClassifier, type GuardDecis
 import { loadShieldClassifier } from './load.js';
 import type { ShieldPolicy } from './templates.js';
 import { GemmaError } from '../errors.js';
+import { abortChoice } from '../server/stream-control.js';
 
 interface OpenAIError {
   error: { message: string; type: string; param: string | null; code: string | null };
@@ -260,7 +261,8 @@ export function registerGuardHooks(app: FastifyInstance, guard: ShieldGuard): vo
  * Screen a streamed answer the server writes as server-sent events: every event of a choice is
  * held back until the guard has screened the text so far (every guard.chunkChars characters, and
  * at the choice's finish event). A blocked choice gets the refusal and finish_reason
- * "content_filter" with the scores under "guard"; its held and later events are dropped.
+ * "content_filter" with the scores under "guard"; its held and later events are dropped and its
+ * generation is cancelled (the server's choice aborter, stream-control.ts).
  */
 function screenStream(reply: FastifyReply, guard: ShieldGuard, url: string, prompts: string[], n: number, requestId: string): void {
   const res = reply.raw;
@@ -334,6 +336,7 @@ function screenStream(reply: FastifyReply, guard: ShieldGuard, url: string, prom
     if (r.decision.action === 'block') {
       st.held = [];
       origWrite(refusalEvents(base, index, r.decision));
+      abortChoice(res, index); // nothing more of it will be shown: stop generating it
       return;
     }
     for (const h of st.held) origWrite(h);

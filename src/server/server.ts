@@ -38,6 +38,7 @@ import {
   type OpenAIErrorBody,
 } from './openai.js';
 import { chatRequestSchema, completionRequestSchema, describeZodError, unsupportedField, type ChatRequest } from './schemas.js';
+import { setChoiceAborter } from './stream-control.js';
 
 export interface ServerOptions extends SchedulerOptions {
   model: LanguageModel;
@@ -277,11 +278,20 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
     };
   }
 
-  /** Submit every sequence of a request at once; on a full queue none of them stays queued. */
-  function submitAll(reqs: SequenceRequest[], controller: AbortController): Array<Promise<SequenceResult>> {
+  /**
+   * Submit every sequence of a request at once; on a full queue none of them stays queued. Each
+   * sequence has its own signal, aborted with the request's controller or alone through the
+   * response's choice aborter (stream-control.ts: a guard that blocks one choice stops it).
+   */
+  function submitAll(reqs: SequenceRequest[], controller: AbortController, res: ServerResponse): Array<Promise<SequenceResult>> {
     const out: Array<Promise<SequenceResult>> = [];
+    const choices = reqs.map(() => new AbortController());
+    const abortAll = () => choices.forEach((c) => c.abort());
+    if (controller.signal.aborted) abortAll();
+    else controller.signal.addEventListener('abort', abortAll, { once: true });
+    setChoiceAborter(res, (index) => choices[index]?.abort());
     try {
-      for (const r of reqs) out.push(scheduler.submit({ ...r, signal: controller.signal }));
+      for (let i = 0; i < reqs.length; i++) out.push(scheduler.submit({ ...reqs[i]!, signal: choices[i]!.signal }));
     } catch (e) {
       controller.abort();
       for (const p of out) p.catch(() => undefined);
@@ -465,7 +475,7 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
           : {}),
       });
     }
-    const pending = submitAll(seqs, controller);
+    const pending = submitAll(seqs, controller, reply.raw);
     abortOnDisconnect(reply.raw, controller);
 
     if (stream) {
@@ -582,7 +592,7 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
         });
       }
     });
-    const pending = submitAll(seqs, controller);
+    const pending = submitAll(seqs, controller, reply.raw);
     abortOnDisconnect(reply.raw, controller);
     const promptTokens = prompts.reduce((a, p) => a + p.ids.length, 0);
 
