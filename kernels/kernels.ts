@@ -858,7 +858,40 @@ export function mm_q4_k(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
   for (let g = g0; g < g1; g++) {
     const r0 = g << 2;
     const wg = w + <usize>g * gs;
-    for (let t = 0; t < n; t++) {
+    let t = 0;
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      // four tokens at a time (prefill, batched decoding): each sub-block's nibbles are unpacked
+      // and its scales widened once for all four (one thread, 16 tokens: 61 -> 78 GFLOP/s)
+      const xStride = <usize>nb << 5, sStride = <usize>nb << 2;
+      for (; t + 3 < n; t += 4) {
+        let xb = xq8 + <usize>t * xStride;
+        let dp = xd + <usize>t * sStride;
+        let sp = xs + <usize>t * sStride;
+        let acc0 = f32x4.splat(0), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        for (let sb = 0; sb < nsb; sb++) {
+          const sbp = wg + <usize>sb * 608;
+          const sbEnd = sbp + 608;
+          for (let wb = sbp + 32; wb < sbEnd; wb += 72) {
+            const v0 = v128.load(wb, 8), v1 = v128.load(wb, 24), v2 = v128.load(wb, 40), v3 = v128.load(wb, 56);
+            const lo0 = v128.and(v0, m0f), hi0 = hi4(v0, m0f), lo1 = v128.and(v1, m0f), hi1 = hi4(v1, m0f);
+            const lo2 = v128.and(v2, m0f), hi2 = hi4(v2, m0f), lo3 = v128.and(v3, m0f), hi3 = hi4(v3, m0f);
+            const sc = f32x4.mul(v128.load(sbp), u8x4(wb)), mn = f32x4.mul(v128.load(sbp, 16), u8x4(wb + 4));
+            acc0 = q4kToken(acc0, lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3, sc, mn, xb, dp, sp);
+            acc1 = q4kToken(acc1, lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3, sc, mn, xb + xStride, dp + sStride, sp + sStride);
+            acc2 = q4kToken(acc2, lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3, sc, mn, xb + 2 * xStride, dp + 2 * sStride, sp + 2 * sStride);
+            acc3 = q4kToken(acc3, lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3, sc, mn, xb + 3 * xStride, dp + 3 * sStride, sp + 3 * sStride);
+            xb += 32;
+            dp += 4;
+            sp += 4;
+          }
+        }
+        store4(out, t, outStride, r0, rowLimit, acc0);
+        store4(out, t + 1, outStride, r0, rowLimit, acc1);
+        store4(out, t + 2, outStride, r0, rowLimit, acc2);
+        store4(out, t + 3, outStride, r0, rowLimit, acc3);
+      }
+    }
+    for (; t < n; t++) {
       let dp = xd + ((<usize>t * <usize>nb) << 2);
       let sp = xs + ((<usize>t * <usize>nb) << 2);
       // the min terms go to their own accumulator: two short dependency chains instead of one
@@ -901,6 +934,18 @@ export function mm_q4_k(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
       store4(out, t, outStride, r0, rowLimit, f32x4.add(acc, accm));
     }
   }
+}
+
+// One token's Q4_K sub-block for 4 rows from unpacked nibbles: acc + xd * (sc * sum(q xq) - mn * sum(xq)).
+@inline function q4kToken(acc: v128, lo0: v128, hi0: v128, lo1: v128, hi1: v128, lo2: v128, hi2: v128, lo3: v128, hi3: v128, sc: v128, mn: v128, xb: usize, dp: usize, sp: usize): v128 {
+  const xl = v128.load(xb), xh = v128.load(xb, 16);
+  const s0 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo0), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi0));
+  const s1 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo1), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi1));
+  const s2 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo2), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi2));
+  const s3 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo3), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi3));
+  const d = load<f32>(dp);
+  const a = fma(f32x4.convert_i32x4_s(sumRows16(s0, s1, s2, s3)), f32x4.mul(sc, f32x4.splat(d)), acc);
+  return fma(mn, f32x4.splat(-d * <f32>load<i32>(sp)), a);
 }
 
 // Four unsigned bytes at p as f32x4.
