@@ -95,6 +95,16 @@ test('run --prompt-ids --temperature 0 --json gives the golden greedy tokens', a
   }
 });
 
+test('run --kv-type f16 decodes through an f16 KV cache (wasm backend)', async () => {
+  const seq = readGolden('gemma2').sequences[0]!;
+  const r = await cli(registerRunCommand, ['run', '--model', golden('gemma2'), '--backend', 'wasm', '--kv-type', 'f16', '--prompt-ids', seq.input_ids.join(','), '--max-tokens', '20', '--ignore-eos', '--temperature', '0', '--json']);
+  assert.equal(r.error, undefined, String(r.error));
+  const out = JSON.parse(r.stdout) as { ids: number[] };
+  assert.equal(out.ids.length, 20);
+  // f16 keys / values round at the 4th significant digit: the first greedy token still agrees
+  assert.equal(out.ids[0], seq.greedy.new_token_ids[0]);
+});
+
 test('run stops at the config eos ids unless --ignore-eos (gemma3: eos 1 and 106)', async () => {
   const seq = readGolden('gemma3').sequences.find((s) => s.name === 'len40')!;
   const want = seq.greedy.new_token_ids;
@@ -148,6 +158,7 @@ test('bad flags and inputs give errors that name the problem', async () => {
   await flagError(['run', '-m', m, '--prompt-ids', '2,x'], '--prompt-ids');
   await flagError(['run', '-m', m, '--prompt-ids', '2', '--temperature', '-1'], '--temperature');
   await flagError(['run', '-m', m, '--prompt-ids', '2', '--backend', 'gpu'], '--backend');
+  await flagError(['run', '-m', m, '--prompt-ids', '2', '--kv-type', 'q8'], '--kv-type');
   await flagError(['run', '--prompt-ids', '2'], '--model');
 
   const gemmaError = async (register: Register, argv: string[], type: new (...a: never[]) => GemmaError, re: RegExp) => {
