@@ -88,6 +88,18 @@ test('presence and frequency penalties (OpenAI): l -= presence * [c > 0] + frequ
 const P = [0.15, 0.5, 0.05, 0.3];
 const L = logOf(P);
 
+test('logitBias: added before sampling (+100 forces, -100 bans), ids past the row ignored, validated', () => {
+  const row = new Float32Array([1, 5, 2, 0.5]);
+  assert.equal(new Sampler({ temperature: 0 }).sample(row), 1);
+  assert.equal(new Sampler({ temperature: 0, logitBias: new Map([[1, -100]]) }).sample(row), 2);
+  for (let seed = 0; seed < 20; seed++) assert.equal(new Sampler({ seed, temperature: 1.5, logitBias: new Map([[3, 100]]) }).sample(row), 3);
+  assert.equal(new Sampler({ temperature: 0, logitBias: new Map([[9, 100]]) }).sample(row), 1, 'id past the row: no effect');
+  assert.equal(row[1], 5, 'the row is not modified');
+  assert.throws(() => resolveSampling({ logitBias: new Map([[1, 101]]) }), UsageError);
+  assert.throws(() => resolveSampling({ logitBias: new Map([[-1, 1]]) }), UsageError);
+  assert.throws(() => resolveSampling({ logitBias: { 1: 2 } as unknown as Map<number, number> }), UsageError);
+});
+
 test('top-k keeps the k most likely tokens, renormalized', () => {
   const c = truncatedCandidates(L, 4, { temperature: 1, topK: 2, topP: 1, minP: 0 });
   assert.deepEqual(c.ids, [1, 3]);

@@ -209,6 +209,30 @@ test('completions: text prompt, token-id prompt, echo, stop strings, legacy logp
   assert.equal(multi.choices[1]!.text, (await generateText(model, tok, tok.encode('Hello'), { maxTokens: 3, seed: 6 })).text);
 });
 
+test('logit_bias: +100 forces a token, -100 bans the greedy one; bad keys and ids are 400s', async () => {
+  const messages: ChatMessage[] = [{ role: 'user', content: 'Say something' }];
+  const forced = await client.chat.completions.create({ model: 'demo', messages: messages as OpenAI.ChatCompletionMessageParam[], max_tokens: 4, seed: 5, logit_bias: { '1204': 100 }, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+  assert.equal(forced.choices[0]!.message.content, tok.decode([1204, 1204, 1204, 1204]));
+  const greedy = (await generateText(model, tok, chatIds(messages), { maxTokens: 1, temperature: 0 })).ids[0]!;
+  const banned = await client.chat.completions.create({ model: 'demo', messages: messages as OpenAI.ChatCompletionMessageParam[], max_tokens: 1, temperature: 0, logit_bias: { [String(greedy)]: -100 } });
+  assert.notEqual(banned.choices[0]!.message.content, tok.decode([greedy]));
+  const want = await generateText(model, tok, chatIds(messages), { maxTokens: 1, temperature: 0, logitBias: new Map([[greedy, -100]]) });
+  assert.equal(banned.choices[0]!.message.content, want.text, 'the same bias through generate()');
+  const post = async (body: unknown) => {
+    const res = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: res.status, error: ((await res.json()) as { error?: { message: string; param: string | null } }).error };
+  };
+  const base = { model: 'demo', messages: [{ role: 'user', content: 'x' }], max_tokens: 1 };
+  const badKey = await post({ ...base, logit_bias: { hello: 1 } });
+  assert.equal(badKey.status, 400);
+  assert.match(badKey.error!.message, /logit_bias/);
+  const badValue = await post({ ...base, logit_bias: { '5': 1000 } });
+  assert.equal(badValue.status, 400);
+  const outOfRange = await post({ ...base, logit_bias: { '999999': 5 } });
+  assert.equal(outOfRange.status, 400);
+  assert.equal(outOfRange.error?.param, 'logit_bias');
+});
+
 test('errors: OpenAI shape and status codes', async () => {
   const post = async (path: string, body: string | Uint8Array, contentType = 'application/json') => {
     const res = await fetch(`${srv.url}${path}`, { method: 'POST', headers: { 'content-type': contentType }, body });

@@ -107,6 +107,12 @@ export interface SamplingOptions {
   frequencyPenalty?: number;
   /** PRNG seed; same seed and inputs give the same tokens. Default: random. */
   seed?: number;
+  /**
+   * Added to the logits of these token ids before everything else (OpenAI's logit_bias: -100
+   * practically bans a token, +100 practically forces it). Ids past the vocabulary are ignored.
+   * Default: none.
+   */
+  logitBias?: ReadonlyMap<number, number>;
 }
 
 export type ResolvedSampling = Required<SamplingOptions>;
@@ -128,7 +134,20 @@ export function resolveSampling(o: SamplingOptions = {}): ResolvedSampling {
     presencePenalty: checkNumber('presencePenalty', o.presencePenalty, 0, Number.isFinite, 'a finite number'),
     frequencyPenalty: checkNumber('frequencyPenalty', o.frequencyPenalty, 0, Number.isFinite, 'a finite number'),
     seed: checkNumber('seed', o.seed, randomSeed(), Number.isFinite, 'a finite number'),
+    logitBias: checkBias(o.logitBias),
   };
+}
+
+const NO_BIAS: ReadonlyMap<number, number> = new Map();
+
+function checkBias(b: ReadonlyMap<number, number> | undefined): ReadonlyMap<number, number> {
+  if (b === undefined) return NO_BIAS;
+  if (!(b instanceof Map)) throw new UsageError('logitBias must be a Map of token id -> bias');
+  for (const [id, v] of b) {
+    if (!Number.isInteger(id) || id < 0) throw new UsageError(`logitBias: token id ${String(id)} is not an integer >= 0`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < -100 || v > 100) throw new UsageError(`logitBias: the bias of token ${id} must be a number in [-100, 100], got ${String(v)}`);
+  }
+  return b;
 }
 
 // ---------------------------------------------------------------- scratch buffers
@@ -461,12 +480,13 @@ export class Sampler {
     const s = this.options;
     // Every step below treats NaN as -Infinity, so the row is only copied when penalties change it.
     let x: ArrayLike<number> = logits;
-    if ((s.repetitionPenalty !== 1 && context.length > 0) || ((s.presencePenalty !== 0 || s.frequencyPenalty !== 0) && generated.length > 0)) {
+    if (s.logitBias.size > 0 || (s.repetitionPenalty !== 1 && context.length > 0) || ((s.presencePenalty !== 0 || s.frequencyPenalty !== 0) && generated.length > 0)) {
       const work = workBuffer(n);
       for (let i = 0; i < n; i++) {
         const v = logits[i]!;
         work[i] = v === v ? v : -Infinity;
       }
+      for (const [id, bias] of s.logitBias) if (id < n) work[id] = work[id]! + bias;
       applyPenalties(work, n, s, context, generated);
       x = work;
     }

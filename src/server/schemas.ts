@@ -38,9 +38,11 @@ const sampling = {
   stop,
   ignore_eos: z.boolean().nullish(),
   user: z.string().max(512).nullish(),
-  // Known OpenAI features this server does not implement: accepted only when empty / default,
-  // otherwise a clear 400 (never silently ignored).
-  logit_bias: z.record(z.string(), z.number()).nullish(),
+  // token id (as a string, OpenAI's JSON shape) -> bias in [-100, 100]
+  logit_bias: z
+    .record(z.string().regex(/^\d{1,9}$/, 'logit_bias keys are token ids'), z.number().min(-100).max(100))
+    .refine((b) => Object.keys(b).length <= 1024, 'logit_bias holds at most 1024 tokens')
+    .nullish(),
 };
 
 /** Fields that must be absent or empty: [field, why]. */
@@ -49,7 +51,6 @@ export const UNSUPPORTED_FIELDS: ReadonlyArray<readonly [string, string]> = [
   ['functions', 'function calling is not supported'],
   ['tool_choice', 'tool calling is not supported'],
   ['function_call', 'function calling is not supported'],
-  ['logit_bias', 'logit_bias is not supported'],
   ['audio', 'audio output is not supported'],
   ['prediction', 'predicted outputs are not supported'],
 ];

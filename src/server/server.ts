@@ -259,7 +259,7 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
     }
   }
 
-  type Sampling = Pick<ChatRequest, 'temperature' | 'top_p' | 'top_k' | 'min_p' | 'repetition_penalty' | 'presence_penalty' | 'frequency_penalty' | 'seed' | 'stop' | 'ignore_eos'>;
+  type Sampling = Pick<ChatRequest, 'temperature' | 'top_p' | 'top_k' | 'min_p' | 'repetition_penalty' | 'presence_penalty' | 'frequency_penalty' | 'seed' | 'stop' | 'ignore_eos' | 'logit_bias'>;
   function sequenceOptions(r: Sampling, index: number, baseSeed: number): Omit<SequenceRequest, 'promptIds' | 'maxTokens'> {
     const stop = r.stop === null || r.stop === undefined ? [] : typeof r.stop === 'string' ? [r.stop] : r.stop;
     let temperature = r.temperature ?? 1;
@@ -275,7 +275,20 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
       seed: baseSeed + index,
       stop: stop.map(wellFormed),
       ignoreEos: r.ignore_eos ?? false,
+      ...(r.logit_bias ? { logitBias: biasMap(r.logit_bias) } : {}),
     };
+  }
+
+  /** OpenAI's logit_bias ({"token id": bias}) as the sampler's map; ids must be in the vocabulary. */
+  function biasMap(b: Record<string, number>): Map<number, number> {
+    const limit = model.vocabSize;
+    const m = new Map<number, number>();
+    for (const [k, v] of Object.entries(b)) {
+      const id = Number(k);
+      if (id >= limit) throw new HttpError(400, `logit_bias: token id ${id} is out of range (the model has ${limit} tokens)`, { param: 'logit_bias', code: 'invalid_value' });
+      m.set(id, v);
+    }
+    return m;
   }
 
   /**
