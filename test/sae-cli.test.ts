@@ -1,5 +1,6 @@
 /** `gemma sae features|explain|eval` on the golden checkpoints and the demo model. */
 import assert from 'node:assert/strict';
+import { encodeChat } from '../src/tokenizer/chat.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -95,6 +96,15 @@ test('sae features --prompt on the demo model (real tokenizer)', async () => {
   assert.ok(out.tokens.every((t) => t.features.length <= 3));
   const human = await sae(['features', '--model', 'demo', '--sae', file, '--hook', 'blocks.2.hook_resid_post', '--prompt', 'The cat']);
   assert.match(human.stdout, /"<bos>"/);
+  // --chat: the prompt as an -it model sees it (the chat template's user and model turns)
+  const chat = await sae(['features', '--model', 'demo', '--sae', file, '--hook', 'blocks.2.hook_resid_post', '--prompt', 'The cat', '--chat', '--system', 'Be brief.', '--json']);
+  assert.equal(chat.error, undefined, String(chat.error));
+  const { loadModel } = await import('../src/model/load.js');
+  const { tokenizer } = await loadModel('demo', { backend: 'js' });
+  const want = encodeChat(tokenizer!, [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'The cat' }], { addGenerationPrompt: true });
+  assert.deepEqual((JSON.parse(chat.stdout) as { tokens: Array<{ id: number }> }).tokens.map((t) => t.id), want);
+  const bad = await sae(['features', '--model', 'demo', '--sae', file, '--hook', 'blocks.2.hook_resid_post', '--ids', '2,5', '--chat']);
+  assert.match(String(bad.error), /--chat/);
 });
 
 test('sae eval and explain on a JSONL corpus', async () => {

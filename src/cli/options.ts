@@ -8,6 +8,8 @@ import { InvalidArgumentError, type Command } from 'commander';
 import type { GenerateOptions } from '../generate/generate.js';
 import type { SamplingOptions } from '../generate/sampler.js';
 import { loadModel, type LoadedModel, type LoadOptions } from '../model/load.js';
+import { defaultChatRenderer } from '../generate/chat-session.js';
+import type { ChatMessage, Tokenizer } from '../tokenizer/types.js';
 
 /** Where a command reads and writes; tests pass their own. */
 export interface CliIO {
@@ -176,4 +178,12 @@ export async function readAll(stdin: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of stdin) chunks.push(typeof c === 'string' ? Buffer.from(c) : (c as Buffer));
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** `--chat` prompts: the text as one user turn (after an optional system turn), model turn opened. */
+export function chatPromptIds(tokenizer: Tokenizer, text: string, system?: string): number[] {
+  const messages: ChatMessage[] = [];
+  if (system !== undefined) messages.push({ role: 'system', content: system });
+  messages.push({ role: 'user', content: text });
+  return defaultChatRenderer(tokenizer)(messages, { addGenerationPrompt: true });
 }

@@ -9,12 +9,11 @@
 import { addSteeringOptions, steeringHooksFromCli, type SteeringFlags } from './sae.js';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
-import { defaultChatRenderer } from '../generate/chat-session.js';
 import { generate } from '../generate/generate.js';
-import type { ChatMessage } from '../tokenizer/types.js';
 import {
   addModelOptions,
   addSamplingOptions,
+  chatPromptIds,
   defaultIO,
   generateOptionsFrom,
   loadForCli,
@@ -68,12 +67,7 @@ export function registerRunCommand(program: Command, io: CliIO = defaultIO()): v
       if (flags.promptIds) ids = flags.promptIds;
       else {
         if (!tokenizer) throw new UsageError(`${flags.model} has no tokenizer: give the prompt as --prompt-ids`);
-        if (flags.chat) {
-          const messages: ChatMessage[] = [];
-          if (flags.system !== undefined) messages.push({ role: 'system', content: flags.system });
-          messages.push({ role: 'user', content: text! });
-          ids = defaultChatRenderer(tokenizer)(messages, { addGenerationPrompt: true });
-        } else ids = tokenizer.encode(text!);
+        ids = flags.chat ? chatPromptIds(tokenizer, text!, flags.system) : tokenizer.encode(text!);
       }
       const options = generateOptionsFrom(flags);
       if (options.seed === undefined) options.seed = Math.floor(Math.random() * 2 ** 31);

@@ -25,7 +25,7 @@ import { interventionHooksFromFlags } from '../interpret/steering.js';
 import type { Hook, LanguageModel } from '../model/types.js';
 import type { LoadedModel } from '../model/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
-import { addModelOptions, defaultIO, loadForCli, parseIdList, parseIntFlag, safeWrite, type CliIO, type ModelFlags } from './options.js';
+import { addModelOptions, chatPromptIds, defaultIO, loadForCli, parseIdList, parseIntFlag, safeWrite, type CliIO, type ModelFlags } from './options.js';
 
 interface SaeFlags extends ModelFlags {
   sae: string;
@@ -37,6 +37,8 @@ interface FeaturesFlags extends SaeFlags {
   prompt?: string;
   ids?: number[];
   top: number;
+  chat?: boolean;
+  system?: string;
 }
 
 interface CorpusFlags {
@@ -169,10 +171,14 @@ export function registerSaeCommands(program: Command, io: CliIO = defaultIO()): 
     .description("the top active SAE features of every token of a prompt")
     .option('-p, --prompt <text>', 'prompt text (tokenized with <bos>)')
     .option('--ids <ids>', 'token ids instead of --prompt, e.g. 2,17,311', parseIdList)
-    .option('--top <k>', 'features per token', parseIntFlag(1), 10);
+    .option('--top <k>', 'features per token', parseIntFlag(1), 10)
+    .option('--chat', 'read the prompt as one user turn in the chat template (with the model turn opened), as an -it model sees it')
+    .option('--system <text>', 'system prompt (with --chat)');
   addSaeOptions(features);
   features.action(async (flags: FeaturesFlags) => {
     if ((flags.prompt === undefined) === (flags.ids === undefined)) throw new UsageError('give exactly one of --prompt and --ids');
+    if (flags.chat && flags.ids) throw new UsageError('--chat needs a text --prompt, not --ids');
+    if (flags.system !== undefined && !flags.chat) throw new UsageError('--system needs --chat');
     const { loaded, sae: s, hook } = await openAll(flags, io);
     const { model, tokenizer } = loaded;
     try {
@@ -180,7 +186,7 @@ export function registerSaeCommands(program: Command, io: CliIO = defaultIO()): 
       if (flags.ids) ids = flags.ids;
       else {
         if (!tokenizer) throw new UsageError('this model has no tokenizer: give --ids instead of --prompt');
-        ids = tokenizer.encode(flags.prompt!);
+        ids = flags.chat ? chatPromptIds(tokenizer, flags.prompt!, flags.system) : tokenizer.encode(flags.prompt!);
       }
       checkPromptIds(model, ids);
       const report = readFeatures(model, s, ids, { top: flags.top, hook });
