@@ -452,10 +452,7 @@ export function mm_q4_0(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
           dp += 4;
           sp += 4;
         }
-        store4(out, t, outStride, r0, rowLimit, acc0);
-        store4(out, t + 1, outStride, r0, rowLimit, acc1);
-        store4(out, t + 2, outStride, r0, rowLimit, acc2);
-        store4(out, t + 3, outStride, r0, rowLimit, acc3);
+        store4x4(out, t, outStride, r0, rowLimit, acc0, acc1, acc2, acc3);
       }
       for (; t < n; t++) {
         let xb = xq8 + ((<usize>t * <usize>nb) << 5);
@@ -514,14 +511,28 @@ export function mm_q4_0(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
   return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, v128.and(v, m0f)), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi4(v, m0f)));
 }
 
-// One token's block sums for 4 rows from unpacked nibbles: sum(x * (nibble - 8)) per row.
-@inline function q4Token(lo0: v128, hi0: v128, lo1: v128, hi1: v128, lo2: v128, hi2: v128, lo3: v128, hi3: v128, xb: usize, sp: usize): v128 {
+// One token's block sums sum(x * nibble) for 4 rows from unpacked nibbles (lo_r: values 0..15 of
+// row r, hi_r: 16..31), x the block's 32 i8 activations at xb.
+@inline function nibbleRowSums(lo0: v128, hi0: v128, lo1: v128, hi1: v128, lo2: v128, hi2: v128, lo3: v128, hi3: v128, xb: usize): v128 {
   const xl = v128.load(xb), xh = v128.load(xb, 16);
   const s0 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo0), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi0));
   const s1 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo1), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi1));
   const s2 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo2), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi2));
   const s3 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo3), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi3));
-  return i32x4.sub(sumRows16(s0, s1, s2, s3), i32x4.shl(v128.load32_splat(sp), 3));
+  return sumRows16(s0, s1, s2, s3);
+}
+
+// Q4_0: sum(x * (nibble - 8)) per row = nibbleRowSums - 8 * sum(x).
+@inline function q4Token(lo0: v128, hi0: v128, lo1: v128, hi1: v128, lo2: v128, hi2: v128, lo3: v128, hi3: v128, xb: usize, sp: usize): v128 {
+  return i32x4.sub(nibbleRowSums(lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3, xb), i32x4.shl(v128.load32_splat(sp), 3));
+}
+
+// Four tokens' results of one 4-row group.
+@inline function store4x4(out: usize, t: i32, outStride: i32, r0: i32, rowLimit: i32, a0: v128, a1: v128, a2: v128, a3: v128): void {
+  store4(out, t, outStride, r0, rowLimit, a0);
+  store4(out, t + 1, outStride, r0, rowLimit, a1);
+  store4(out, t + 2, outStride, r0, rowLimit, a2);
+  store4(out, t + 3, outStride, r0, rowLimit, a3);
 }
 
 // [sum of row 0's lanes, ..., row 3's] of four i16x8 vectors with |lane| <= 16383: pairs are
@@ -885,10 +896,7 @@ export function mm_q4_k(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
             sp += 4;
           }
         }
-        store4(out, t, outStride, r0, rowLimit, acc0);
-        store4(out, t + 1, outStride, r0, rowLimit, acc1);
-        store4(out, t + 2, outStride, r0, rowLimit, acc2);
-        store4(out, t + 3, outStride, r0, rowLimit, acc3);
+        store4x4(out, t, outStride, r0, rowLimit, acc0, acc1, acc2, acc3);
       }
     }
     for (; t < n; t++) {
@@ -938,13 +946,8 @@ export function mm_q4_k(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
 
 // One token's Q4_K sub-block for 4 rows from unpacked nibbles: acc + xd * (sc * sum(q xq) - mn * sum(xq)).
 @inline function q4kToken(acc: v128, lo0: v128, hi0: v128, lo1: v128, hi1: v128, lo2: v128, hi2: v128, lo3: v128, hi3: v128, sc: v128, mn: v128, xb: usize, dp: usize, sp: usize): v128 {
-  const xl = v128.load(xb), xh = v128.load(xb, 16);
-  const s0 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo0), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi0));
-  const s1 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo1), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi1));
-  const s2 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo2), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi2));
-  const s3 = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xl, lo3), i16x8.relaxed_dot_i8x16_i7x16_s(xh, hi3));
   const d = load<f32>(dp);
-  const a = fma(f32x4.convert_i32x4_s(sumRows16(s0, s1, s2, s3)), f32x4.mul(sc, f32x4.splat(d)), acc);
+  const a = fma(f32x4.convert_i32x4_s(nibbleRowSums(lo0, hi0, lo1, hi1, lo2, hi2, lo3, hi3, xb)), f32x4.mul(sc, f32x4.splat(d)), acc);
   return fma(mn, f32x4.splat(-d * <f32>load<i32>(sp)), a);
 }
 
