@@ -781,52 +781,53 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
         }
       }
     }
-    let s = 0;
-    for (;;) {
-      if (!f16) break;
-      let n4 = 0;
-      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      while (s < nSlots && n4 < 4) {
-        let vis = false;
-        for (let j = 0; j < hpu; j++) if (load<f32>(sc0 + <usize>j * rowBytes + (<usize>s << 2)) != 0) vis = true;
-        if (vis) {
-          if (n4 == 0) s0 = s; else if (n4 == 1) s1 = s; else if (n4 == 2) s2 = s; else s3 = s;
-          n4++;
+    if (f16) {
+      let s = 0;
+      for (;;) {
+        let n4 = 0;
+        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        while (s < nSlots && n4 < 4) {
+          let vis = false;
+          for (let j = 0; j < hpu; j++) if (load<f32>(sc0 + <usize>j * rowBytes + (<usize>s << 2)) != 0) vis = true;
+          if (vis) {
+            if (n4 == 0) s0 = s; else if (n4 == 1) s1 = s; else if (n4 == 2) s2 = s; else s3 = s;
+            n4++;
+          }
+          s++;
         }
-        s++;
-      }
-      if (n4 == 0) break;
-      // missing slots repeat s0 with weight 0
-      if (n4 < 2) s1 = s0;
-      if (n4 < 3) s2 = s0;
-      if (n4 < 4) s3 = s0;
-      let v0 = vb + <usize>s0 * kvStride, v1 = vb + <usize>s1 * kvStride, v2 = vb + <usize>s2 * kvStride, v3 = vb + <usize>s3 * kvStride;
-      if (f16) {
-        const t1 = tmp + hb, t2 = t1 + hb, t3 = t2 + hb, t4 = t3 + hb;
-        widenRow(v0, t1, hb, mask, magic);
-        if (n4 > 1) widenRow(v1, t2, hb, mask, magic);
-        if (n4 > 2) widenRow(v2, t3, hb, mask, magic);
-        if (n4 > 3) widenRow(v3, t4, hb, mask, magic);
-        v0 = t1;
-        v1 = n4 > 1 ? t2 : t1;
-        v2 = n4 > 2 ? t3 : t1;
-        v3 = n4 > 3 ? t4 : t1;
-      }
-      for (let j = 0; j < hpu; j++) {
-        const sr = sc0 + <usize>j * rowBytes;
-        const orow = o0 + <usize>j * hb;
-        const p0 = load<f32>(sr + (<usize>s0 << 2));
-        const p1: f32 = n4 > 1 ? load<f32>(sr + (<usize>s1 << 2)) : 0;
-        const p2: f32 = n4 > 2 ? load<f32>(sr + (<usize>s2 << 2)) : 0;
-        const p3: f32 = n4 > 3 ? load<f32>(sr + (<usize>s3 << 2)) : 0;
-        if (p0 == 0 && p1 == 0 && p2 == 0 && p3 == 0) continue; // slots this head does not attend to
-        const w0 = f32x4.splat(p0), w1 = f32x4.splat(p1), w2 = f32x4.splat(p2), w3 = f32x4.splat(p3);
-        for (let i: usize = 0; i < hb; i += 16) {
-          const o = orow + i;
-          v128.store(o, fma(w3, v128.load(v3 + i), fma(w2, v128.load(v2 + i), fma(w1, v128.load(v1 + i), fma(w0, v128.load(v0 + i), v128.load(o))))));
+        if (n4 == 0) break;
+        // missing slots repeat s0 with weight 0
+        if (n4 < 2) s1 = s0;
+        if (n4 < 3) s2 = s0;
+        if (n4 < 4) s3 = s0;
+        let v0 = vb + <usize>s0 * kvStride, v1 = vb + <usize>s1 * kvStride, v2 = vb + <usize>s2 * kvStride, v3 = vb + <usize>s3 * kvStride;
+        if (f16) {
+          const t1 = tmp + hb, t2 = t1 + hb, t3 = t2 + hb, t4 = t3 + hb;
+          widenRow(v0, t1, hb, mask, magic);
+          if (n4 > 1) widenRow(v1, t2, hb, mask, magic);
+          if (n4 > 2) widenRow(v2, t3, hb, mask, magic);
+          if (n4 > 3) widenRow(v3, t4, hb, mask, magic);
+          v0 = t1;
+          v1 = n4 > 1 ? t2 : t1;
+          v2 = n4 > 2 ? t3 : t1;
+          v3 = n4 > 3 ? t4 : t1;
         }
+        for (let j = 0; j < hpu; j++) {
+          const sr = sc0 + <usize>j * rowBytes;
+          const orow = o0 + <usize>j * hb;
+          const p0 = load<f32>(sr + (<usize>s0 << 2));
+          const p1: f32 = n4 > 1 ? load<f32>(sr + (<usize>s1 << 2)) : 0;
+          const p2: f32 = n4 > 2 ? load<f32>(sr + (<usize>s2 << 2)) : 0;
+          const p3: f32 = n4 > 3 ? load<f32>(sr + (<usize>s3 << 2)) : 0;
+          if (p0 == 0 && p1 == 0 && p2 == 0 && p3 == 0) continue; // slots this head does not attend to
+          const w0 = f32x4.splat(p0), w1 = f32x4.splat(p1), w2 = f32x4.splat(p2), w3 = f32x4.splat(p3);
+          for (let i: usize = 0; i < hb; i += 16) {
+            const o = orow + i;
+            v128.store(o, fma(w3, v128.load(v3 + i), fma(w2, v128.load(v2 + i), fma(w1, v128.load(v1 + i), fma(w0, v128.load(v0 + i), v128.load(o))))));
+          }
+        }
+        if (n4 < 4) break;
       }
-      if (n4 < 4) break;
     }
     for (let j = 0; j < hpu; j++) {
       const orow = o0 + <usize>j * hb;
