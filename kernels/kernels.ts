@@ -796,22 +796,13 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
           s++;
         }
         if (n4 == 0) break;
-        // missing slots repeat s0 with weight 0
-        if (n4 < 2) s1 = s0;
-        if (n4 < 3) s2 = s0;
-        if (n4 < 4) s3 = s0;
-        let v0 = vb + <usize>s0 * kvStride, v1 = vb + <usize>s1 * kvStride, v2 = vb + <usize>s2 * kvStride, v3 = vb + <usize>s3 * kvStride;
-        if (f16) {
-          const t1 = tmp + hb, t2 = t1 + hb, t3 = t2 + hb, t4 = t3 + hb;
-          widenRow(v0, t1, hb, mask, magic);
-          if (n4 > 1) widenRow(v1, t2, hb, mask, magic);
-          if (n4 > 2) widenRow(v2, t3, hb, mask, magic);
-          if (n4 > 3) widenRow(v3, t4, hb, mask, magic);
-          v0 = t1;
-          v1 = n4 > 1 ? t2 : t1;
-          v2 = n4 > 2 ? t3 : t1;
-          v3 = n4 > 3 ? t4 : t1;
-        }
+        // widen the (up to) 4 V rows once for all heads of the unit
+        const t1 = tmp + hb, t2 = t1 + hb, t3 = t2 + hb, t4 = t3 + hb;
+        widenRow(vb + <usize>s0 * kvStride, t1, hb, mask, magic);
+        if (n4 > 1) widenRow(vb + <usize>s1 * kvStride, t2, hb, mask, magic);
+        if (n4 > 2) widenRow(vb + <usize>s2 * kvStride, t3, hb, mask, magic);
+        if (n4 > 3) widenRow(vb + <usize>s3 * kvStride, t4, hb, mask, magic);
+        const v0 = t1, v1 = n4 > 1 ? t2 : t1, v2 = n4 > 2 ? t3 : t1, v3 = n4 > 3 ? t4 : t1;
         for (let j = 0; j < hpu; j++) {
           const sr = sc0 + <usize>j * rowBytes;
           const orow = o0 + <usize>j * hb;
