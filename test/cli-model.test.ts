@@ -139,6 +139,10 @@ test('info --json: sizes, layer pattern, parameter count and bytes from the chec
   // KV cache at 256 tokens: 2 local layers hold 8, 2 global hold 256; 2 kv heads x 32 x (k+v) x 4 bytes.
   assert.equal(info.kvCacheBytes, (8 + 8 + 256 + 256) * 2 * 32 * 2 * 4);
   assert.equal(info.memoryBytes, (info.weightBytes as number) + (info.kvCacheBytes as number));
+  assert.equal(info.kvType, 'f32');
+  const half = JSON.parse((await cli(registerInfoCommand, ['info', '--model', golden('gemma2'), '--json', '--kv-type', 'f16'])).stdout) as Record<string, unknown>;
+  assert.equal(half.kvType, 'f16');
+  assert.equal(half.kvCacheBytes, (8 + 8 + 256 + 256) * 2 * 32 * 2 * 2, 'f16: 2 bytes per value');
   const text = await cli(registerInfoCommand, ['info', '--model', golden('gemma3_rope_scaled')]);
   assert.match(text.stdout, /LLGLL/);
   assert.match(text.stdout, /linear scaling x8/);

@@ -36,8 +36,9 @@ export interface ModelInfo {
   embeddingParameters: number;
   dtypes: Record<string, number>;
   weightBytes: number;
-  /** KV cache (float32 keys and values) at `contextSize` tokens; sliding layers hold only their window. */
+  /** KV cache at `contextSize` tokens (keys and values of kvType); sliding layers hold only their window. */
   contextSize: number;
+  kvType: 'f32' | 'f16';
   kvCacheBytes: number;
   /** weights + KV cache. */
   memoryBytes: number;
@@ -45,19 +46,19 @@ export interface ModelInfo {
   notices: string[];
 }
 
-/** Bytes of a float32 KV cache holding `ctx` tokens (sliding layers keep only their window). */
-export function kvCacheBytes(c: ModelConfig, ctx: number): number {
+/** Bytes of a KV cache holding `ctx` tokens (sliding layers keep only their window). */
+export function kvCacheBytes(c: ModelConfig, ctx: number, kvType: 'f32' | 'f16' = 'f32'): number {
   let tokens = 0;
   for (const l of c.layers) tokens += l.sliding ? Math.min(l.window, ctx) : ctx;
-  return tokens * 2 * c.numKvHeads * c.headDim * 4;
+  return tokens * 2 * c.numKvHeads * c.headDim * (kvType === 'f16' ? 2 : 4);
 }
 
-export function modelInfo(loaded: ModelDescription, contextSize?: number): ModelInfo {
+export function modelInfo(loaded: ModelDescription, contextSize?: number, kvType: 'f32' | 'f16' = 'f32'): ModelInfo {
   const c = loaded.config;
   const ctx = contextSize ?? c.maxPositionEmbeddings;
   const local = c.layers.find((l) => l.sliding);
   const global = c.layers.find((l) => !l.sliding);
-  const kv = kvCacheBytes(c, ctx);
+  const kv = kvCacheBytes(c, ctx, kvType);
   return {
     path: loaded.path,
     format: loaded.format,
@@ -86,6 +87,7 @@ export function modelInfo(loaded: ModelDescription, contextSize?: number): Model
     dtypes: loaded.dtypes,
     weightBytes: loaded.weightBytes,
     contextSize: ctx,
+    kvType,
     kvCacheBytes: kv,
     memoryBytes: loaded.weightBytes + kv,
     tokenizer: loaded.tokenizer
@@ -129,7 +131,7 @@ export function formatInfo(i: ModelInfo): string {
     `parameters:    ${humanCount(i.parameters)} (${i.parameters}; embedding ${humanCount(i.embeddingParameters)})`,
     `dtypes:        ${Object.entries(i.dtypes).map(([d, n]) => `${d} x ${n}`).join(', ')}`,
     `weights:       ${humanBytes(i.weightBytes)}`,
-    `memory:        ${humanBytes(i.memoryBytes)} = weights + KV cache ${humanBytes(i.kvCacheBytes)} (f32, ${i.contextSize} tokens)`,
+    `memory:        ${humanBytes(i.memoryBytes)} = weights + KV cache ${humanBytes(i.kvCacheBytes)} (${i.kvType}, ${i.contextSize} tokens)`,
   ];
   for (const n of i.notices) lines.push(`note:          ${n}`);
   return lines.join('\n') + '\n';
@@ -147,12 +149,13 @@ export function registerInfoCommand(program: Command, io: CliIO = defaultIO()): 
     if (!io.loadModel) {
       const described = await inspectModel(flags.model);
       for (const n of described.notices) io.stderr.write(`note: ${n}\n`);
-      safeWrite(io, flags.json ? JSON.stringify(modelInfo(described, flags.context)) + '\n' : formatInfo(modelInfo(described, flags.context)));
+      const info = modelInfo(described, flags.context, flags.kvType);
+      safeWrite(io, flags.json ? JSON.stringify(info) + '\n' : formatInfo(info));
       return;
     }
     const loaded = await loadForCli(flags, io);
     try {
-      const info = modelInfo(loaded, flags.context);
+      const info = modelInfo(loaded, flags.context, flags.kvType);
       safeWrite(io, flags.json ? JSON.stringify(info) + '\n' : formatInfo(info));
     } finally {
       loaded.model.dispose();
