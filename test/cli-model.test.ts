@@ -103,6 +103,10 @@ test('run --kv-type f16 decodes through an f16 KV cache (wasm backend)', async (
   assert.equal(out.ids.length, 20);
   // f16 keys / values round at the 4th significant digit: the first greedy token still agrees
   assert.equal(out.ids[0], seq.greedy.new_token_ids[0]);
+  // the js backend has no f16 cache: it says so and runs in f32
+  const js = await cli(registerRunCommand, ['run', '--model', golden('gemma2'), '--backend', 'js', '--kv-type', 'f16', '--prompt-ids', seq.input_ids.join(','), '--max-tokens', '3', '--temperature', '0', '--json']);
+  assert.equal(js.error, undefined, String(js.error));
+  assert.match(js.stderr, /note: the js backend keeps the KV cache in f32/);
 });
 
 test('run stops at the config eos ids unless --ignore-eos (gemma3: eos 1 and 106)', async () => {

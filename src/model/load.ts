@@ -147,7 +147,9 @@ export async function loadModel(spec: string, options: LoadOptions = {}): Promis
     const { dtypes, weightBytes } = tensorStats(ck.source);
     const vocab = Math.min(tokenizer?.vocabSize ?? ck.config.vocabSize, ck.config.vocabSize);
     const model = await createModel(ck.source, ck.config, { ...options, backend, vocabSize: vocab });
-    return { model, tokenizer, config: ck.config, path: p, format: ck.format, dtypes, weightBytes, notices: ck.notices };
+    const notices = [...ck.notices];
+    if (options.kvType === 'f16' && !(backend.allocF16 && backend.writeF16)) notices.push(`the ${backend.name} backend keeps the KV cache in f32 (an f16 cache needs the wasm backend)`);
+    return { model, tokenizer, config: ck.config, path: p, format: ck.format, dtypes, weightBytes, notices };
   } catch (e) {
     if (e instanceof GemmaError) throw e;
     throw new ModelError(`failed to load ${spec}: ${(e as Error).message}`, { cause: e });
