@@ -55,7 +55,8 @@ export function parseIdList(value: string): number[] {
   });
 }
 
-function collect(value: string, previous: string[] | undefined): string[] {
+/** Commander argument parser for repeatable flags: the values in order. */
+export function collect(value: string, previous: string[] | undefined): string[] {
   return [...(previous ?? []), value];
 }
 
@@ -68,14 +69,18 @@ export interface ModelFlags {
   kvType?: 'f32' | 'f16';
 }
 
-export function addModelOptions(cmd: Command): Command {
+/** --backend js|wasm and --threads N. */
+export function addBackendOptions(cmd: Command): Command {
   return cmd
-    .requiredOption('-m, --model <model>', 'model directory (Hugging Face layout), .gguf file, or "demo"')
     .option('--backend <name>', 'compute backend: js or wasm', (v: string) => {
       if (v !== 'js' && v !== 'wasm') throw new InvalidArgumentError('expected js or wasm.');
       return v;
     })
-    .option('--threads <n>', 'worker threads for the wasm backend', parseIntFlag(1, 256))
+    .option('--threads <n>', 'worker threads for the wasm backend', parseIntFlag(1, 256));
+}
+
+export function addModelOptions(cmd: Command): Command {
+  return addBackendOptions(cmd.requiredOption('-m, --model <model>', 'model directory (Hugging Face layout), .gguf file, or "demo"'))
     .option('--kv-type <type>', 'KV cache element type: f32 (default, exact) or f16 (half the memory and bandwidth; wasm backend)', (v: string) => {
       if (v !== 'f32' && v !== 'f16') throw new InvalidArgumentError('expected f32 or f16.');
       return v;

@@ -5,14 +5,11 @@
 import { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { pullModel, defaultCacheDir, type PullProgress } from '../hub/pull.js';
+import { collect } from './options.js';
 
 export interface PullIO {
   stdout: Pick<NodeJS.WriteStream, 'write'>;
   stderr: Pick<NodeJS.WriteStream, 'write'> & { isTTY?: boolean };
-}
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
 }
 
 function human(bytes: number): string {

@@ -25,7 +25,7 @@ import { interventionHooksFromFlags } from '../interpret/steering.js';
 import type { Hook, LanguageModel } from '../model/types.js';
 import type { LoadedModel } from '../model/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
-import { addModelOptions, chatPromptIds, defaultIO, loadForCli, parseIdList, parseIntFlag, safeWrite, type CliIO, type ModelFlags } from './options.js';
+import { addModelOptions, chatPromptIds, collect, defaultIO, loadForCli, parseIdList, parseIntFlag, safeWrite, type CliIO, type ModelFlags } from './options.js';
 
 interface SaeFlags extends ModelFlags {
   sae: string;
@@ -134,10 +134,6 @@ function corpusFrom(flags: CorpusFlags, loaded: LoadedModel): CorpusDocument[] {
   const docs = readCorpus(flags.corpus!, loaded.tokenizer, { contextSize: flags.ctx, maxTokens: flags.maxTokens, maxDocuments: flags.maxDocs, bosId: loaded.tokenizer?.bosId ?? loaded.config.bosId });
   for (const d of docs) checkPromptIds(loaded.model, d.ids);
   return docs;
-}
-
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
 }
 
 /** Flags `--steer PATH:F:COEF`, `--clamp PATH:F:VALUE` (repeatable) and `--sae-hook NAME` for run / chat. */

@@ -20,7 +20,7 @@ import { parseEvalData, parseShieldInput, runEval, type ShieldInputLine } from '
 import { tokenizerOf } from '../safety/load.js';
 import type { AttachGuardOptions } from '../safety/server-routes.js';
 import { resolvePolicies, validatePolicy, type ShieldPolicy, type ShieldUseCase } from '../safety/templates.js';
-import { defaultIO, loadForCli, parseFloatFlag, parseIntFlag, readAll, safeWrite, type CliIO } from './options.js';
+import { addBackendOptions, collect, defaultIO, loadForCli, parseFloatFlag, parseIntFlag, readAll, safeWrite, type CliIO } from './options.js';
 
 interface CommonFlags {
   model?: string;
@@ -82,18 +82,8 @@ export function guardOptionsFrom(flags: GuardFlags & { backend?: 'js' | 'wasm'; 
   };
 }
 
-function collect(value: string, previous: string[] | undefined): string[] {
-  return [...(previous ?? []), value];
-}
-
 function addCommonOptions(cmd: Command): Command {
-  return cmd
-    .option('-m, --model <model>', 'ShieldGemma model directory (Hugging Face layout), .gguf file, or "demo"')
-    .option('--backend <name>', 'compute backend: js or wasm', (v: string) => {
-      if (v !== 'js' && v !== 'wasm') throw new InvalidArgumentError('expected js or wasm.');
-      return v;
-    })
-    .option('--threads <n>', 'worker threads for the wasm backend', parseIntFlag(1, 256))
+  return addBackendOptions(cmd.option('-m, --model <model>', 'ShieldGemma model directory (Hugging Face layout), .gguf file, or "demo"'))
     .option('--policy <name>', 'harm policy: dangerous, harassment, hate, sexual (repeatable; default all four)', collect)
     .option('--policy-file <file>', 'custom policies: JSON array of {"id", "name", "description"} (or {"id", "guideline": {"prompt_only", "prompt_response"}})')
     .option('--template <file>', 'own prompt template (Python str.format placeholders {user_content}, {harm_text}, and {model_content} for the prompt-response template); repeatable', collect)
