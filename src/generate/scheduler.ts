@@ -21,7 +21,7 @@
 import { ModelError, UsageError } from '../errors.js';
 import type { KVCache, LanguageModel } from '../model/types.js';
 import type { StreamDecoder, Tokenizer } from '../tokenizer/types.js';
-import { checkPromptIds, MAX_TOP_LOGPROBS, type FinishReason, type GenerationChunk, type TopLogprob } from './generate.js';
+import { checkPromptIds, MAX_TOP_LOGPROBS, type FinishReason, type GenerationChunk, type GenerationResult, type TopLogprob } from './generate.js';
 import { Sampler, tokenLogprobs, usableVocab, type SamplingOptions } from './sampler.js';
 import { StopStringMatcher, stopIdSet } from './stop.js';
 
@@ -52,14 +52,8 @@ export interface SequenceRequest extends SamplingOptions {
   onChunk?: (chunk: GenerationChunk) => void;
 }
 
-export interface SequenceResult {
-  ids: number[];
-  text: string;
-  finishReason: FinishReason;
-  stopId?: number;
-  stopString?: string;
-  logprobs?: { id: number; logprob: number; topLogprobs?: TopLogprob[] }[];
-  usage: { promptTokens: number; cachedTokens: number; completionTokens: number };
+/** A finished sequence: generate()'s result without its cache (the scheduler keeps or frees it), with queue timings. */
+export interface SequenceResult extends Omit<GenerationResult, 'cache' | 'timings'> {
   timings: {
     /** Time spent waiting for a slot. */
     queuedMs: number;
