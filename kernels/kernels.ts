@@ -1044,37 +1044,32 @@ export function mm_q6_k(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
   return reinterpret<f32>(reinterpret<u32>(f) | sign);
 }
 
-export function repack_q8_0(g0: i32, g1: i32, src: usize, dst: usize, nb: i32, rowsInChunk: i32): void {
+// Q8_0 / Q4_0: ggml's row-major blocks (f16 d, then qBytes of quants) -> the 4-row group layout
+// (the 4 rows' f16 d, then row r's quants at 8 + r * qBytes).
+@inline function repackScaled(g0: i32, g1: i32, src: usize, dst: usize, nb: i32, rowsInChunk: i32, qBytes: usize): void {
+  const srcBlock: usize = 2 + qBytes, dstBlock: usize = 8 + 4 * qBytes;
   for (let g = g0; g < g1; g++) {
     for (let lane = 0; lane < 4; lane++) {
       const r = (g << 2) + lane;
       if (r >= rowsInChunk) break;
-      const gb = dst + <usize>g * <usize>nb * 136;
-      let s = src + <usize>r * <usize>nb * 34;
-      for (let b = 0; b < nb; b++, s += 34) {
-        const o = gb + <usize>b * 136;
+      const gb = dst + <usize>g * <usize>nb * dstBlock;
+      let s = src + <usize>r * <usize>nb * srcBlock;
+      for (let b = 0; b < nb; b++, s += srcBlock) {
+        const o = gb + <usize>b * dstBlock;
         store<u16>(o + (<usize>lane << 1), load<u16>(s));
-        v128.store(o + 8 + (<usize>lane << 5), v128.load(s + 2));
-        v128.store(o + 24 + (<usize>lane << 5), v128.load(s + 18));
+        const q = o + 8 + <usize>lane * qBytes;
+        for (let k: usize = 0; k < qBytes; k += 16) v128.store(q + k, v128.load(s + 2 + k));
       }
     }
   }
 }
 
+export function repack_q8_0(g0: i32, g1: i32, src: usize, dst: usize, nb: i32, rowsInChunk: i32): void {
+  repackScaled(g0, g1, src, dst, nb, rowsInChunk, 32);
+}
+
 export function repack_q4_0(g0: i32, g1: i32, src: usize, dst: usize, nb: i32, rowsInChunk: i32): void {
-  for (let g = g0; g < g1; g++) {
-    for (let lane = 0; lane < 4; lane++) {
-      const r = (g << 2) + lane;
-      if (r >= rowsInChunk) break;
-      const gb = dst + <usize>g * <usize>nb * 72;
-      let s = src + <usize>r * <usize>nb * 18;
-      for (let b = 0; b < nb; b++, s += 18) {
-        const o = gb + <usize>b * 72;
-        store<u16>(o + (<usize>lane << 1), load<u16>(s));
-        v128.store(o + 8 + (<usize>lane << 4), v128.load(s + 2));
-      }
-    }
-  }
+  repackScaled(g0, g1, src, dst, nb, rowsInChunk, 16);
 }
 
 export function repack_q4_k(g0: i32, g1: i32, src: usize, dst: usize, nsb: i32, rowsInChunk: i32): void {
