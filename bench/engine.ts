@@ -24,9 +24,9 @@ import { GGUFValueType, writeGGUF, type GGUFMetadataEntry, type GGUFTensorToWrit
 import type { DType } from '../src/formats/dtype.js';
 import { tokenizerToGGUFMetadata } from '../src/tokenizer/gguf-vocab.js';
 import { loadTokenizerSync } from '../src/tokenizer/load.js';
-import { ggufBenchSource, randomTensor, shapeConfig } from './synthetic.js';
-import type { LanguageModel } from '../src/model/types.js';
+import { randomTensor, shapeConfig } from './synthetic.js';
 import type { ModelConfig } from '../src/config/model-config.js';
+import { packageRoot } from '../src/util/package-root.js';
 
 type Engine = 'gemma-ts' | 'llama.cpp';
 const TYPES = ['f16', 'q8_0', 'q4_0', 'q4_k_m'] as const;
@@ -49,16 +49,6 @@ export interface BenchResult {
 function arg(name: string, fallback?: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : fallback;
-}
-
-function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('package.json not found');
-    dir = up;
-  }
-  return dir;
 }
 
 // ------------------------------------------------------------------ GGUF files
@@ -127,7 +117,7 @@ function ggufMetadata(name: string, c: ModelConfig): GGUFMetadataEntry[] {
   if (arch === 'gemma2') {
     md.push(f32('attn_logit_softcapping', c.attnSoftcap), f32('final_logit_softcapping', c.finalSoftcap), u32('attention.sliding_window', 4096));
   }
-  const tok = loadTokenizerSync(path.join(repoRoot(), 'node_modules', '@lenml', 'tokenizer-gemini', 'models'));
+  const tok = loadTokenizerSync(path.join(packageRoot(), 'node_modules', '@lenml', 'tokenizer-gemini', 'models'));
   md.push(...tokenizerToGGUFMetadata(tok));
   return md;
 }
@@ -156,17 +146,9 @@ type EngineRun = Omit<BenchResult, 'model' | 'type' | 'engine' | 'threads' | 'pe
 
 async function runGemmaTs(file: string, threads: number, nPrompt: number, nGen: number, kvType: 'f16' | 'f32'): Promise<EngineRun> {
   v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-  const { loadModel, createModel } = await import('../src/model/load.js');
+  const { loadModel } = await import('../src/model/load.js');
   const t0 = performance.now();
-  let model: LanguageModel;
-  try {
-    model = (await loadModel(file, { backend: 'wasm', threads, noTokenizer: true, contextSize: nPrompt + nGen + 8, kvType })).model;
-  } catch (e) {
-    if (!/not wired/.test((e as Error).message)) throw e;
-    // loadModel cannot open GGUF yet: read it through the bench's own name mapping
-    const name = path.basename(file).replace(/-(f16|q8_0|q4_0|q4_k_m)\.gguf$/, '');
-    model = await createModel(await ggufBenchSource(file), shapeConfig(name).config, { backend: 'wasm', threads, contextSize: nPrompt + nGen + 8, kvType });
-  }
+  const model = (await loadModel(file, { backend: 'wasm', threads, noTokenizer: true, contextSize: nPrompt + nGen + 8, kvType })).model;
   const load_s = (performance.now() - t0) / 1000;
   const cache = model.createCache(nPrompt + nGen + 8);
   const argmax = (l: Float32Array) => {

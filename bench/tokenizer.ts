@@ -5,20 +5,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { TokenizerLoader } from '@lenml/tokenizers';
 import { loadTokenizerSync } from '../src/tokenizer/load.js';
 import { mixedText } from '../test/tokenizer-corpus.js';
-
-function repoRoot(): string {
-  let d = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(d, 'package.json'))) {
-    const up = path.dirname(d);
-    if (up === d) throw new Error('package.json not found');
-    d = up;
-  }
-  return d;
-}
+import { packageRoot } from '../src/util/package-root.js';
 
 interface RefTokenizer {
   encode(text: string): number[];
@@ -36,7 +26,7 @@ function time<T>(f: () => T): [T, number] {
   return [v, performance.now() - t];
 }
 
-const root = repoRoot();
+const root = packageRoot();
 const runs = 3;
 for (const pkg of ['tokenizer-gemma3', 'tokenizer-gemini']) {
   const dir = path.join(root, 'node_modules', '@lenml', pkg, 'models');
