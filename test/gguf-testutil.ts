@@ -3,24 +3,10 @@ import { mulberry32 as rng } from '../src/util/mulberry32.js';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { quantize } from '../src/formats/quant.js';
 import { writeSafetensors } from '../src/formats/safetensors.js';
 
-/** The repository root: the nearest directory above this file that holds package.json. */
-export function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('package.json not found above ' + fileURLToPath(import.meta.url));
-    dir = up;
-  }
-}
-
-export function goldenDir(): string {
-  return path.resolve(repoRoot(), '..', 'shared', 'golden');
-}
+export { goldenDir, repoRoot } from './helpers/paths.js';
 
 export function tmpDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `gemma-ts-${prefix}-`));

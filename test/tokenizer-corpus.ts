@@ -7,7 +7,9 @@ import { mulberry32 as rng } from '../src/util/mulberry32.js';
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { repoRoot } from './helpers/paths.js';
+
+export { repoRoot };
 
 /** Deterministic pseudo-random numbers in [0, 1) (mulberry32). */
 export { mulberry32 as rng } from '../src/util/mulberry32.js';
@@ -153,16 +155,6 @@ export function mixedText(bytes: number, seed = 7): string {
   return parts.join('');
 }
 
-/** Repository root: the nearest directory above this file holding package.json (works from test/ and dist/test/). */
-export function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('repository root not found');
-    dir = up;
-  }
-}
 
 /** Directory of a real Gemma tokenizer shipped by npm: 'gemini' (Gemma 1/2) or 'gemma3'. */
 export function realTokenizerDir(which: 'gemini' | 'gemma3'): string {

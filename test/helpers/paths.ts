@@ -1,18 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageRoot as repoRoot } from '../../src/util/package-root.js';
 
 /** Repository root: the directory holding gemma-ts's package.json (works from test/ and dist/test/). */
-export function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pj = path.join(dir, 'package.json');
-    if (fs.existsSync(pj) && JSON.parse(fs.readFileSync(pj, 'utf8')).name === 'gemma-ts') return dir;
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('repository root not found');
-    dir = up;
-  }
-}
+export { repoRoot };
 
 /** ../shared/golden beside the checkout (CI has shared/ there). */
 export function goldenDir(): string {
