@@ -3,10 +3,12 @@
  * sampling, and the glue around loadModel (progress bar, notices). Value parsers reject bad
  * values with commander's InvalidArgumentError, so the message names the flag.
  */
+import fs from 'node:fs';
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError, type Command } from 'commander';
 import type { GenerateOptions } from '../generate/generate.js';
 import type { SamplingOptions } from '../generate/sampler.js';
+import { compileResponseFormat, type JsonSchema } from '../generate/constraint/index.js';
 import { loadModel, type LoadedModel, type LoadOptions } from '../model/load.js';
 import { defaultChatRenderer } from '../generate/chat-session.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/types.js';
@@ -92,6 +94,26 @@ export interface SamplingFlags extends SamplingOptions {
   maxTokens?: number;
   stop?: string[];
   ignoreEos?: boolean;
+  /** --json-object: the output is one JSON object. */
+  jsonObject?: boolean;
+  /** --json-schema FILE: the parsed schema. */
+  jsonSchema?: JsonSchema;
+}
+
+/** --json-schema FILE: read, parse and compile the schema now, so a bad one names the flag. */
+export function parseSchemaFile(file: string): JsonSchema {
+  let schema: JsonSchema;
+  try {
+    schema = JSON.parse(fs.readFileSync(file, 'utf8')) as JsonSchema;
+  } catch (e) {
+    throw new InvalidArgumentError(`cannot read a JSON schema from ${file}: ${(e as Error).message}`);
+  }
+  try {
+    compileResponseFormat({ type: 'json_schema', schema });
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+  return schema;
 }
 
 /** CLI defaults: Gemma's recommended sampling (temperature 1, top-k 64, top-p 0.95). */
@@ -110,7 +132,9 @@ export function addSamplingOptions(cmd: Command): Command {
     .option('--frequency-penalty <x>', 'OpenAI frequency penalty, 0 = off', parseFloatFlag(() => true, 'a number'))
     .option('--seed <n>', 'random seed (same seed, same output)', parseIntFlag(0))
     .option('--stop <text>', 'stop when this text appears (repeatable)', collect)
-    .option('--ignore-eos', 'do not stop at <eos> / <end_of_turn>');
+    .option('--ignore-eos', 'do not stop at <eos> / <end_of_turn>')
+    .option('--json-object', 'constrain the output to one JSON object (ends when it is complete)')
+    .option('--json-schema <file>', 'constrain the output to one JSON value valid under the JSON schema in FILE', parseSchemaFile);
 }
 
 /** Sampling flags -> generate() options, CLI defaults filled in. */
@@ -129,6 +153,8 @@ export function generateOptionsFrom(f: SamplingFlags): GenerateOptions {
   if (f.seed !== undefined) o.seed = f.seed;
   if (f.stop?.length) o.stop = f.stop;
   if (f.ignoreEos) o.ignoreEos = true;
+  if (f.jsonSchema !== undefined) o.responseFormat = { type: 'json_schema', schema: f.jsonSchema };
+  else if (f.jsonObject) o.responseFormat = { type: 'json_object' };
   return o;
 }
 

@@ -14,6 +14,7 @@ import type { ForwardOptions, KVCache, LanguageModel } from '../model/types.js';
 import type { StreamDecoder, Tokenizer } from '../tokenizer/types.js';
 import { Sampler, tokenLogprobs, usableVocab, type SamplingOptions } from './sampler.js';
 import { StopStringMatcher, stopIdSet } from './stop.js';
+import { OutputConstraint } from './constraint/index.js';
 
 export const DEFAULT_MAX_TOKENS = 512;
 export const MAX_TOP_LOGPROBS = 20;
@@ -139,6 +140,7 @@ export async function* generate(
   const sampler = new Sampler(options);
   const matcher = new StopStringMatcher(options.stop ?? []);
   const stopIds = options.ignoreEos ? new Set<number>() : stopIdSet(options.stopIds ?? tokenizer?.stopIds ?? model.config.eosIds);
+  const constraint = OutputConstraint.create(options.responseFormat, tokenizer, stopIds);
   const decoder: StreamDecoder | undefined = tokenizer?.createStreamDecoder({ skipSpecial: options.skipSpecial ?? true });
   const forwardOptions: ForwardOptions | undefined = options.hooks ? { hooks: options.hooks } : undefined;
   const signal = options.signal;
@@ -209,7 +211,8 @@ export async function* generate(
     const row = out.logits.subarray((out.rows - 1) * out.vocab, out.rows * out.vocab);
     const n = usableVocab(out.vocab, vocabLimit);
     if (n <= 0) throw new ModelError('the model returned an empty logits row');
-    const id = sampler.sample(row, n, context, ids);
+    const id = constraint ? constraint.sample(sampler, row, n, context, ids) : sampler.sample(row, n, context, ids);
+    constraint?.advance(id);
 
     let logprob: number | undefined;
     let tops: TopLogprob[] | undefined;
@@ -243,7 +246,9 @@ export async function* generate(
     ids.push(id);
     context.push(id);
     if (wantLogprobs) lpList.push({ id, logprob: logprob!, ...(tops ? { topLogprobs: tops } : {}) });
-    const last = ids.length >= maxTokens;
+    // The constrained value is complete: nothing may follow it.
+    const complete = constraint?.finished === true;
+    const last = ids.length >= maxTokens || complete;
     let piece = decoder ? decoder.push(id) : '';
     if (last && decoder) piece += decoder.flush();
     const pushed = matcher.push(piece);
@@ -251,7 +256,10 @@ export async function* generate(
     if (pushed.stopped) {
       finishReason = 'stop_string';
       stopString = pushed.match;
-    } else if (last) chunkText += matcher.flush();
+    } else if (last) {
+      chunkText += matcher.flush();
+      if (complete) finishReason = 'stop';
+    }
     text += chunkText;
     const chunk: GenerationChunk = { id, text: chunkText };
     if (logprob !== undefined) chunk.logprob = logprob;

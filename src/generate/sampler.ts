@@ -20,6 +20,7 @@
  * logits row) are never sampled: every function takes the number of usable ids `n`.
  */
 import { ModelError, UsageError } from '../errors.js';
+import type { ResponseFormat } from './constraint/index.js';
 
 // ---------------------------------------------------------------- PRNG
 
@@ -113,9 +114,24 @@ export interface SamplingOptions {
    * Default: none.
    */
   logitBias?: ReadonlyMap<number, number>;
+  /**
+   * Structured output: `{ type: 'json_object' }` (one JSON object) or `{ type: 'json_schema',
+   * schema }` (one JSON value valid under the schema; see constraint/json-schema.ts for the
+   * supported keywords). Generation ends when the value is complete. Needs a tokenizer.
+   * Default: free text.
+   */
+  responseFormat?: ResponseFormat;
 }
 
-export type ResolvedSampling = Required<SamplingOptions>;
+export type ResolvedSampling = Required<Omit<SamplingOptions, 'responseFormat'>>;
+
+/** The tokens a constraint (structured output) allows at one step; see Sampler.sampleConstrained. */
+export interface TokenFilter {
+  /** Whether this id may come next (cheap: one token through the automaton). */
+  allows(id: number): boolean;
+  /** A mask over ids [0, n): non-zero = allowed (the costly full computation). */
+  mask(n: number): Uint8Array;
+}
 
 function checkNumber(name: string, v: number | undefined, fallback: number, ok: (x: number) => boolean, what: string): number {
   if (v === undefined) return fallback;
@@ -477,9 +493,61 @@ export class Sampler {
   sample(logits: ArrayLike<number>, n: number = logits.length, context: readonly number[] = [], generated: readonly number[] = []): number {
     n = Math.min(n, logits.length);
     if (n <= 0) throw new ModelError('empty logits row');
+    return this.pick(this.penalized(logits, n, context, generated), n);
+  }
+
+  /**
+   * Pick the next id among the tokens a constraint allows (structured output). The draw follows
+   * exactly the distribution of "mask, then sample": the chain above run on the logits with every
+   * rejected token set to -Infinity. The full mask (costly on a 256k vocabulary) is only computed
+   * when no shortcut gives that same distribution:
+   *   - greedy: the unconstrained argmax, when allowed, is the argmax of the allowed ids;
+   *   - no truncation (top-k, top-p, min-p off): a draw from the whole row is kept when allowed,
+   *     else a second draw comes from the masked row - P(y) = p(y) + (1 - p(A)) p(y) / p(A) =
+   *     p(y) / p(A) for an allowed y, the masked softmax exactly;
+   *   - top-k: when all k most likely ids are allowed, masking changes nothing (top-p and min-p
+   *     then see the same top-k set), so the unconstrained draw is the masked one;
+   *   - min-p alone: when every kept id (at most 1024) is allowed, masking keeps the same set.
+   * Otherwise (top-p without top-k, or a rejected candidate) the masked row is sampled. The
+   * random stream depends only on the sequence's own logits and state, so a seed gives the same
+   * tokens batched or alone.
+   */
+  sampleConstrained(logits: ArrayLike<number>, n: number, context: readonly number[], generated: readonly number[], filter: TokenFilter): number {
+    n = Math.min(n, logits.length);
+    if (n <= 0) throw new ModelError('empty logits row');
+    const s = this.options;
+    const x = this.penalized(logits, n, context, generated);
+    if (s.temperature === 0) {
+      const a = argmax(x, n);
+      if (filter.allows(a)) return a;
+    } else if ((s.topK === 0 || s.topK >= n) && s.topP >= 1 && s.minP === 0) {
+      const id = this.drawFromRow(x, n, s.temperature);
+      if (filter.allows(id)) return id;
+    } else if (s.topK > 0 && s.topK < n) {
+      if (topKIds(x, n, s.topK).every((id) => filter.allows(id))) return this.pick(x, n);
+    } else if (s.topP >= 1) {
+      const c = truncatedCandidates(x, n, s);
+      if (c.ids.length <= 1024 && c.ids.every((id) => filter.allows(id))) return this.drawFrom(c);
+    }
+    const mask = filter.mask(n);
+    // Mask into the work buffer (x may be it already: then in place).
+    const work = x === scratchWork ? scratchWork : workBuffer(n);
+    let any = false;
+    for (let i = 0; i < n; i++) {
+      if (mask[i]) {
+        const v = x[i]!;
+        work[i] = v === v ? v : -Infinity;
+        any = true;
+      } else work[i] = -Infinity;
+    }
+    if (!any) throw new UsageError('the output constraint cannot be continued: no token of the vocabulary fits');
+    return this.pick(work, n);
+  }
+
+  /** The row with logit bias and penalties applied (a copy in the work buffer), or `logits` itself when nothing changes it. */
+  private penalized(logits: ArrayLike<number>, n: number, context: readonly number[], generated: readonly number[]): ArrayLike<number> {
     const s = this.options;
     // Every step below treats NaN as -Infinity, so the row is only copied when penalties change it.
-    let x: ArrayLike<number> = logits;
     if (s.logitBias.size > 0 || (s.repetitionPenalty !== 1 && context.length > 0) || ((s.presencePenalty !== 0 || s.frequencyPenalty !== 0) && generated.length > 0)) {
       const work = workBuffer(n);
       for (let i = 0; i < n; i++) {
@@ -488,11 +556,21 @@ export class Sampler {
       }
       for (const [id, bias] of s.logitBias) if (id < n) work[id] = work[id]! + bias;
       applyPenalties(work, n, s, context, generated);
-      x = work;
+      return work;
     }
+    return logits;
+  }
+
+  /** Steps 3 to 7 on a penalized row. */
+  private pick(x: ArrayLike<number>, n: number): number {
+    const s = this.options;
     if (s.temperature === 0) return argmax(x, n);
     if ((s.topK === 0 || s.topK >= n) && s.topP >= 1 && s.minP === 0) return this.drawFromRow(x, n, s.temperature);
-    const c = truncatedCandidates(x, n, s);
+    return this.drawFrom(truncatedCandidates(x, n, s));
+  }
+
+  /** A draw from a kept candidate set. */
+  private drawFrom(c: Candidates): number {
     const u = this.rng.next();
     let cum = 0;
     for (let i = 0; i < c.ids.length; i++) {

@@ -24,6 +24,7 @@ import type { StreamDecoder, Tokenizer } from '../tokenizer/types.js';
 import { checkPromptIds, MAX_TOP_LOGPROBS, type FinishReason, type GenerationChunk, type GenerationResult, type TopLogprob } from './generate.js';
 import { Sampler, tokenLogprobs, usableVocab, type SamplingOptions } from './sampler.js';
 import { StopStringMatcher, stopIdSet } from './stop.js';
+import { OutputConstraint } from './constraint/index.js';
 
 /** The wait queue is full: the caller should answer "too many requests". */
 export class QueueFullError extends Error {
@@ -106,6 +107,8 @@ interface Sequence {
   sampler: Sampler;
   matcher: StopStringMatcher;
   stopIds: Set<number>;
+  /** The sequence's own structured-output state, if it has a response format. */
+  constraint: OutputConstraint | undefined;
   decoder: StreamDecoder | undefined;
   cache?: KVCache;
   /** Tokens held in the cache, position by position. */
@@ -251,6 +254,7 @@ export class Scheduler {
     const sampler = new Sampler(req);
     const matcher = new StopStringMatcher(req.stop ?? []);
     const stopIds = req.ignoreEos ? new Set<number>() : stopIdSet(req.stopIds ?? this.tokenizer?.stopIds ?? this.model.config.eosIds);
+    const constraint = OutputConstraint.create(req.responseFormat, this.tokenizer, stopIds);
     if (this.active.length + this.queue.length >= this.parallel + this.maxQueue) {
       throw new QueueFullError(`too many requests: ${this.active.length} running and ${this.queue.length} waiting (the queue holds ${this.maxQueue})`);
     }
@@ -264,6 +268,7 @@ export class Scheduler {
         sampler,
         matcher,
         stopIds,
+        constraint,
         decoder: this.tokenizer?.createStreamDecoder({ skipSpecial: req.skipSpecial ?? true }),
         fed: [],
         prefillPos: 0,
@@ -431,7 +436,8 @@ export class Scheduler {
   private next(seq: Sequence, row: Float32Array, vocab: number): void {
     const n = usableVocab(vocab, this.tokenizer?.vocabSize);
     if (n <= 0) throw new ModelError('the model returned an empty logits row');
-    const id = seq.sampler.sample(row, n, seq.context, seq.ids);
+    const id = seq.constraint ? seq.constraint.sample(seq.sampler, row, n, seq.context, seq.ids) : seq.sampler.sample(row, n, seq.context, seq.ids);
+    seq.constraint?.advance(id);
     if (!seq.tFirst) seq.tFirst = performance.now();
     let logprob: number | undefined;
     let tops: TopLogprob[] | undefined;
@@ -449,7 +455,9 @@ export class Scheduler {
     seq.context.push(id);
     this.counters.completionTokens++;
     if (seq.wantLogprobs) seq.lp.push({ id, logprob: logprob!, ...(tops ? { topLogprobs: tops } : {}) });
-    const last = seq.ids.length >= seq.maxTokens;
+    // The constrained value is complete: nothing may follow it.
+    const complete = seq.constraint?.finished === true;
+    const last = seq.ids.length >= seq.maxTokens || complete;
     let piece = seq.decoder ? seq.decoder.push(id) : '';
     if (last && seq.decoder) piece += seq.decoder.flush();
     const pushed = seq.matcher.push(piece);
@@ -466,7 +474,7 @@ export class Scheduler {
       return;
     }
     if (last) {
-      this.finish(seq, 'length');
+      this.finish(seq, complete ? 'stop' : 'length');
       return;
     }
     if (seq.cache!.length + 1 > seq.cache!.maxTokens) {

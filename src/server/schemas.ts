@@ -3,6 +3,7 @@
  * ignored (like llama.cpp's server); known fields must have the right type and range.
  */
 import { z } from 'zod';
+import type { JsonSchema, ResponseFormat } from '../generate/constraint/index.js';
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
 
@@ -43,7 +44,38 @@ const sampling = {
     .record(z.string().regex(/^\d{1,9}$/, 'logit_bias keys are token ids'), z.number().min(-100).max(100))
     .refine((b) => Object.keys(b).length <= 1024, 'logit_bias holds at most 1024 tokens')
     .nullish(),
+  // Checked by responseFormatOf (error messages name the schema keyword at fault).
+  response_format: z.unknown().nullish(),
 };
+
+/**
+ * OpenAI's response_format -> the generator's: {"type": "text"}, {"type": "json_object"} (with
+ * llama.cpp's optional "schema"), {"type": "json_schema", "json_schema": {"name", "schema",
+ * "strict"?, "description"?}}. Throws an Error whose message says what is wrong (the caller
+ * answers 400 with param "response_format").
+ */
+export function responseFormatOf(raw: unknown): ResponseFormat | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new Error('response_format must be an object such as {"type": "json_object"}');
+  const rf = raw as Record<string, unknown>;
+  switch (rf.type) {
+    case 'text':
+      return undefined;
+    case 'json_object':
+      return rf.schema === undefined || rf.schema === null ? { type: 'json_object' } : { type: 'json_object', schema: rf.schema as JsonSchema };
+    case 'json_schema': {
+      const js = rf.json_schema;
+      if (typeof js !== 'object' || js === null || Array.isArray(js)) throw new Error('response_format.json_schema must be an object {"name", "schema", "strict"?}');
+      const j = js as Record<string, unknown>;
+      if (j.name !== undefined && (typeof j.name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(j.name))) throw new Error('response_format.json_schema.name must be 1-64 characters of a-z, A-Z, 0-9, _ and -');
+      if (j.strict !== undefined && j.strict !== null && typeof j.strict !== 'boolean') throw new Error('response_format.json_schema.strict must be a boolean');
+      if (j.schema === undefined || j.schema === null) throw new Error('response_format.json_schema.schema is required');
+      return { type: 'json_schema', schema: j.schema as JsonSchema };
+    }
+    default:
+      throw new Error(`response_format.type must be "text", "json_object" or "json_schema", got ${JSON.stringify(rf.type)}`);
+  }
+}
 
 /** Fields that must be absent or empty: [field, why]. */
 export const UNSUPPORTED_FIELDS: ReadonlyArray<readonly [string, string]> = [
@@ -66,8 +98,6 @@ export function unsupportedField(body: unknown): { field: string; why: string } 
     if (typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0) continue;
     return { field, why };
   }
-  const rf = b.response_format as { type?: unknown } | undefined | null;
-  if (rf !== undefined && rf !== null && !(typeof rf === 'object' && rf.type === 'text')) return { field: 'response_format', why: 'only response_format {"type": "text"} is supported' };
   const mod = b.modalities;
   if (Array.isArray(mod) && mod.some((m) => m !== 'text')) return { field: 'modalities', why: 'only text output is supported' };
   return undefined;

@@ -37,7 +37,8 @@ import {
   type ChatLogprobContent,
   type OpenAIErrorBody,
 } from './openai.js';
-import { chatRequestSchema, completionRequestSchema, describeZodError, unsupportedField, type ChatRequest } from './schemas.js';
+import { compileResponseFormat, type ResponseFormat } from '../generate/constraint/index.js';
+import { chatRequestSchema, completionRequestSchema, describeZodError, responseFormatOf, unsupportedField, type ChatRequest } from './schemas.js';
 import { setChoiceAborter } from './stream-control.js';
 
 export interface ServerOptions extends SchedulerOptions {
@@ -259,8 +260,20 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
     }
   }
 
+  /** The request's response_format, checked and compiled (400 naming the problem, param "response_format"). */
+  function responseFormat(raw: unknown): ResponseFormat | undefined {
+    try {
+      const rf = responseFormatOf(raw);
+      compileResponseFormat(rf); // cached: the sequences reuse this grammar
+      if (rf && !tokenizer) throw new Error('structured output needs a tokenizer; this model has none');
+      return rf;
+    } catch (e) {
+      throw new HttpError(400, (e as Error).message, { param: 'response_format', code: 'invalid_value' });
+    }
+  }
+
   type Sampling = Pick<ChatRequest, 'temperature' | 'top_p' | 'top_k' | 'min_p' | 'repetition_penalty' | 'presence_penalty' | 'frequency_penalty' | 'seed' | 'stop' | 'ignore_eos' | 'logit_bias'>;
-  function sequenceOptions(r: Sampling, index: number, baseSeed: number): Omit<SequenceRequest, 'promptIds' | 'maxTokens'> {
+  function sequenceOptions(r: Sampling, index: number, baseSeed: number, format: ResponseFormat | undefined): Omit<SequenceRequest, 'promptIds' | 'maxTokens'> {
     const stop = r.stop === null || r.stop === undefined ? [] : typeof r.stop === 'string' ? [r.stop] : r.stop;
     let temperature = r.temperature ?? 1;
     if (r.top_p === 0) temperature = 0; // top_p 0 keeps only the most likely token
@@ -276,6 +289,7 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
       stop: stop.map(wellFormed),
       ignoreEos: r.ignore_eos ?? false,
       ...(r.logit_bias ? { logitBias: biasMap(r.logit_bias) } : {}),
+      ...(format ? { responseFormat: format } : {}),
     };
   }
 
@@ -454,6 +468,7 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
     const baseSeed = body.seed ?? randomSeed();
     const controller = new AbortController();
     const stream = body.stream === true;
+    const format = responseFormat(body.response_format);
     let res: ServerResponse | undefined;
 
     const chunkOf = (index: number, delta: Record<string, unknown>, finish: string | null, logprobs: { content: ChatLogprobContent[] } | null = null) => ({
@@ -470,7 +485,7 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
       // = JSON.stringify(chunkOf(i, { content }, null, lp)) with the fixed part serialized once.
       const head = stream ? `${chunkHead(id, 'chat.completion.chunk', createdAt, i)}"delta":{"content":` : '';
       seqs.push({
-        ...sequenceOptions(body, i, baseSeed),
+        ...sequenceOptions(body, i, baseSeed, format),
         promptIds: ids,
         maxTokens,
         logprobs: wantLogprobs,
@@ -549,6 +564,7 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
     const stream = body.stream === true;
     let res: ServerResponse | undefined;
     const echo = body.echo === true;
+    const format = responseFormat(body.response_format);
 
     const legacyLogprobs = (entries: Array<{ id: number; logprob: number; topLogprobs?: { id: number; logprob: number }[] }>, offset0: number) => {
       let offset = offset0;
@@ -586,7 +602,7 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
         const head = stream ? `${chunkHead(id, 'text_completion', createdAt, index)}"text":` : '';
         offsets.push(0);
         seqs.push({
-          ...sequenceOptions(body, index, baseSeed),
+          ...sequenceOptions(body, index, baseSeed, format),
           promptIds: p.ids,
           maxTokens,
           logprobs: nLogprobs !== null,

@@ -1,0 +1,198 @@
+/**
+ * The byte strings of a tokenizer's tokens and a trie over them, built once per tokenizer
+ * (cached in a WeakMap) for constrained sampling.
+ *
+ * A token's bytes are what the stream decoder emits for it: the UTF-8 of its piece with U+2581
+ * as a space, or one raw byte for a byte-fallback piece (<0xNN>) - so a character split over
+ * byte tokens is read byte by byte, as the decoder joins it. Control and placeholder tokens
+ * (specials, <unusedN>, <mask>, ...) and tokens with no bytes are not in the trie: the
+ * constraint never allows them (stop ids are handled separately).
+ *
+ * The trie is stored in preorder in flat arrays: node i has a byte, a depth (1 = first byte),
+ * `end[i]` (the first node after its subtree) and the tokens ending at it
+ * (tokIds[tokStart[i] .. tokStart[i + 1])); the tokens of a whole subtree are
+ * tokIds[tokStart[i] .. tokStart[end[i]]). `plainSub[i]` says that, from node i's byte on, every
+ * token of the subtree is a run of complete plain string characters, so a state inside a free
+ * JSON string accepts the whole subtree without walking it.
+ */
+import type { Tokenizer } from '../../tokenizer/types.js';
+import { plainSuffixStart, type GrammarState } from './grammar.js';
+
+const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
+/** User-defined placeholder pieces of Gemma vocabularies that are not text. */
+const PLACEHOLDERS = new Set(['<mask>', '<2mass>', '[@BOS@]', '[multimodal]', '<start_of_image>', '<end_of_image>', '<image_soft_token>']);
+
+export interface TokenTrie {
+  /** Node count. */
+  size: number;
+  byte: Uint8Array;
+  depth: Uint16Array;
+  end: Int32Array;
+  tokStart: Int32Array;
+  tokIds: Int32Array;
+  plainSub: Uint8Array;
+}
+
+export interface TokenTable {
+  /** Ids 0..vocabSize-1. */
+  vocabSize: number;
+  /** Token bytes: bytes[off[id] .. off[id + 1]). */
+  bytes: Uint8Array;
+  off: Int32Array;
+  /** 1 = a text token the constraint may allow (in the trie). */
+  text: Uint8Array;
+  trie: TokenTrie;
+}
+
+const tables = new WeakMap<Tokenizer, TokenTable>();
+
+/** Whether a token is never text: specials, <unusedN> and placeholders. */
+function isControl(tokenizer: Tokenizer, id: number, piece: string): boolean {
+  return tokenizer.isSpecial(id) || id === tokenizer.bosId || id === tokenizer.eosId || id === tokenizer.padId || PLACEHOLDERS.has(piece) || /^<unused\d+>$/.test(piece);
+}
+
+/** The token table of a tokenizer (built on first use, then cached). */
+export function tokenTable(tokenizer: Tokenizer): TokenTable {
+  let t = tables.get(tokenizer);
+  if (!t) {
+    t = buildTable(tokenizer);
+    tables.set(tokenizer, t);
+  }
+  return t;
+}
+
+function buildTable(tokenizer: Tokenizer): TokenTable {
+  const n = tokenizer.vocabSize;
+  const parts: Uint8Array[] = new Array(n);
+  const text = new Uint8Array(n);
+  const enc = new TextEncoder();
+  const empty = new Uint8Array(0);
+  let total = 0;
+  for (let id = 0; id < n; id++) {
+    const piece = tokenizer.idToPiece(id) ?? '';
+    let b: Uint8Array = empty;
+    const m = BYTE_PIECE.exec(piece);
+    if (m) b = Uint8Array.of(parseInt(m[1]!, 16));
+    // The piece's text as the stream decoder emits it mid-stream (U+2581 is a space).
+    else if (!isControl(tokenizer, id, piece)) b = enc.encode(piece.replaceAll('\u2581', ' '));
+    if (b.length > 0) text[id] = 1;
+    parts[id] = b;
+    total += b.length;
+  }
+  const bytes = new Uint8Array(total);
+  const off = new Int32Array(n + 1);
+  let p = 0;
+  for (let id = 0; id < n; id++) {
+    off[id] = p;
+    bytes.set(parts[id]!, p);
+    p += parts[id]!.length;
+  }
+  off[n] = p;
+  return { vocabSize: n, bytes, off, text, trie: buildTrie(bytes, off, text) };
+}
+
+function buildTrie(bytes: Uint8Array, off: Int32Array, text: Uint8Array): TokenTrie {
+  const ids: number[] = [];
+  for (let id = 0; id < text.length; id++) if (text[id]) ids.push(id);
+  // Sort by byte string: latin1 strings compare code unit by code unit = byte order.
+  const keys = new Map<number, string>();
+  for (const id of ids) keys.set(id, Buffer.from(bytes.buffer, bytes.byteOffset + off[id]!, off[id + 1]! - off[id]!).toString('latin1'));
+  ids.sort((a, b) => {
+    const x = keys.get(a)!;
+    const y = keys.get(b)!;
+    return x < y ? -1 : x > y ? 1 : a - b;
+  });
+  // Preorder construction along the sorted strings (each shares a prefix with the previous one).
+  const cap = ids.reduce((a, id) => a + off[id + 1]! - off[id]!, 0) + 1;
+  const nodeByte = new Uint8Array(cap);
+  const depth = new Uint16Array(cap);
+  const end = new Int32Array(cap);
+  const parent = new Int32Array(cap);
+  const tokStart = new Int32Array(cap + 1);
+  const tokIds = new Int32Array(ids.length);
+  const maxPlainFrom = new Int32Array(cap).fill(-1);
+  const path: number[] = []; // node at each depth - 1
+  let size = 0;
+  let prev = '';
+  let nt = 0;
+  for (const id of ids) {
+    const s = keys.get(id)!;
+    let l = 0;
+    const lim = Math.min(s.length, prev.length, path.length);
+    while (l < lim && s.charCodeAt(l) === prev.charCodeAt(l)) l++;
+    while (path.length > l) end[path.pop()!] = size;
+    for (let d = l; d < s.length; d++) {
+      const i = size++;
+      nodeByte[i] = s.charCodeAt(d);
+      depth[i] = d + 1;
+      parent[i] = path.length ? path[path.length - 1]! : -1;
+      tokStart[i] = nt;
+      path.push(i);
+    }
+    tokIds[nt++] = id;
+    const node = path[path.length - 1]!;
+    const pf = plainSuffixStart(bytes, off[id]!, off[id + 1]!) - off[id]!;
+    if (pf > maxPlainFrom[node]!) maxPlainFrom[node] = pf;
+    prev = s;
+  }
+  while (path.length) end[path.pop()!] = size;
+  tokStart[size] = nt;
+  // Subtree maxima of plainFrom, children before parents (reverse preorder).
+  for (let i = size - 1; i >= 0; i--) {
+    const p = parent[i]!;
+    if (p >= 0 && maxPlainFrom[i]! > maxPlainFrom[p]!) maxPlainFrom[p] = maxPlainFrom[i]!;
+  }
+  const plainSub = new Uint8Array(size);
+  for (let i = 0; i < size; i++) {
+    const b = nodeByte[i]!;
+    // Node i reads the byte at offset depth - 1: a character start that every token below begins a plain run at.
+    if ((b & 0xc0) !== 0x80 && maxPlainFrom[i]! <= depth[i]! - 1) plainSub[i] = 1;
+  }
+  return {
+    size,
+    byte: nodeByte.slice(0, size),
+    depth: depth.slice(0, size),
+    end: end.slice(0, size),
+    tokStart: tokStart.slice(0, size + 1),
+    tokIds,
+    plainSub,
+  };
+}
+
+let stateStack: Array<GrammarState | null> = [];
+
+/**
+ * Mark in `mask` (set to 1; the caller clears it) every trie token that `state` can read in full.
+ * Returns the number of tokens marked.
+ */
+export function markAllowed(trie: TokenTrie, state: GrammarState, mask: Uint8Array): number {
+  const { size, byte, depth, end, tokStart, tokIds, plainSub } = trie;
+  if (stateStack.length < 65536) stateStack = new Array(65536).fill(null);
+  const at = stateStack;
+  at[0] = state;
+  let count = 0;
+  let i = 0;
+  while (i < size) {
+    const d = depth[i]!;
+    const s = at[d - 1]!;
+    if (s.inPlainString && plainSub[i]) {
+      const e = end[i]!;
+      for (let j = tokStart[i]!, je = tokStart[e]!; j < je; j++) mask[tokIds[j]!] = 1;
+      count += tokStart[e]! - tokStart[i]!;
+      i = e;
+      continue;
+    }
+    const next = s.next;
+    let ns = next !== undefined ? next[byte[i]!] : undefined;
+    if (ns === undefined) ns = s.step(byte[i]!);
+    if (ns === null) {
+      i = end[i]!;
+      continue;
+    }
+    at[d] = ns;
+    for (let j = tokStart[i]!, je = tokStart[i + 1]!; j < je; j++) mask[tokIds[j]!] = 1;
+    count += tokStart[i + 1]! - tokStart[i]!;
+    i++;
+  }
+  return count;
+}
