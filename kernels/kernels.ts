@@ -645,6 +645,42 @@ export function softcap_vec(v0: i32, v1: i32, x: usize, cap: f32): void {
   return max(f32x4.extract_lane(s, 0), f32x4.extract_lane(s, 1));
 }
 
+// Soft-cap a score row in place (keeping -inf; cap 0 = none) and return its maximum.
+@inline function capMax(sr: usize, rowBytes: usize, cap: f32): f32 {
+  const ninf = f32x4.splat(-Infinity);
+  const capv = f32x4.splat(cap), icap = f32x4.splat(cap > 0 ? <f32>1 / cap : 0);
+  let mv = ninf;
+  for (let i: usize = 0; i < rowBytes; i += 16) {
+    let x = v128.load(sr + i);
+    if (cap > 0) {
+      x = v128.bitselect(ninf, f32x4.mul(tanh4(f32x4.mul(x, icap)), capv), f32x4.eq(x, ninf));
+      v128.store(sr + i, x);
+    }
+    mv = f32x4.max(mv, x);
+  }
+  return hmax(mv);
+}
+
+// Replace a score row by exp(score - m) and return the sum; m finite. Arguments below -80 give 0:
+// subnormal weights in the p * v products would cost x86 a microcode assist per lane (100x
+// slower) and change nothing at f32 precision. A row with no finite score (m = -inf) is zeroed.
+function expSum(sr: usize, rowBytes: usize, m: f32): f32 {
+  const zero = v128.load(C_ZERO);
+  if (m == -Infinity) {
+    for (let i: usize = 0; i < rowBytes; i += 16) v128.store(sr + i, zero);
+    return 0;
+  }
+  const mm = f32x4.splat(m), lim = f32x4.splat(-80);
+  let lv = zero;
+  for (let i: usize = 0; i < rowBytes; i += 16) {
+    const d = f32x4.sub(v128.load(sr + i), mm);
+    const e = v128.andnot(exp4(d, v128.load(C_LOG2E), v128.load(C_LN2HI), v128.load(C_LN2LO), v128.load(C_P2), v128.load(C_P3), v128.load(C_P4), v128.load(C_P5), v128.load(C_P6), v128.load(C_ONE), v128.load(C_127), v128.load(C_XMAX), v128.load(C_XMIN)), f32x4.lt(d, lim));
+    v128.store(sr + i, e);
+    lv = f32x4.add(lv, e);
+  }
+  return hsum(lv);
+}
+
 /**
  * Attention for units [u0, u1) of (token, head group) pairs, u = t * (nHeads / hpu) + g: the
  * hpu query heads g * hpu .. g * hpu + hpu - 1 (hpu divides nHeads / nKvHeads, so they share
@@ -673,9 +709,9 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
   const hb = <usize>headDim << 2;
   const kvStride = <usize>(nKvHeads * headDim) << es;
   const zero = v128.load(C_ZERO);
-  const ninf = f32x4.splat(-Infinity);
-  const capv = f32x4.splat(cap), icap = f32x4.splat(cap > 0 ? <f32>1 / cap : 0);
-  const lim = f32x4.splat(-80);
+  // the common decode case (GQA groups of 2 per unit, f16 cache, headDim % 8 == 0) has fused
+  // widen-and-use loops in passes 1 and 3
+  const fused2 = f16 && hpu == 2 && (headDim & 7) == 0;
   for (let u = u0; u < u1; u++) {
     const t = u / nu, h0 = (u % nu) * hpu;
     const qp = load<i32>(qpos + (<usize>t << 2));
@@ -695,6 +731,12 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
         continue;
       }
       let kr = k + <usize>s * kvStride + kvo;
+      if (fused2) {
+        // f16 rows, two heads: each 8 widened values are used for both heads in registers (no
+        // widened row stored and reloaded: that loop was bound by loads and stores, not math)
+        dot2<u16>(kr, q0, q0 + hb, hb, mask, magic, sc0 + (<usize>s << 2), sc0 + rowBytes + (<usize>s << 2), scale);
+        continue;
+      }
       if (f16) {
         widenRow(kr, tmp, hb, mask, magic);
         kr = tmp;
@@ -711,36 +753,11 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
         store<f32>(sc0 + <usize>j * rowBytes + (<usize>s << 2), hsum(f32x4.add(a0, a1)) * scale);
       }
     }
-    // pass 2, per head: soft-cap (keeping -inf), max, probabilities. exp of arguments below -80
-    // is flushed to 0: subnormal weights in the p * v products would cost x86 a microcode assist
-    // per lane (100x slower) and change nothing at f32 precision.
+    // pass 2, per head: soft-cap, max, probabilities (1 / l kept for the end)
     for (let j = 0; j < hpu; j++) {
       const sr = sc0 + <usize>j * rowBytes;
-      let mv = ninf;
-      for (let i: usize = 0; i < rowBytes; i += 16) {
-        let x = v128.load(sr + i);
-        if (cap > 0) {
-          x = v128.bitselect(ninf, f32x4.mul(tanh4(f32x4.mul(x, icap)), capv), f32x4.eq(x, ninf));
-          v128.store(sr + i, x);
-        }
-        mv = f32x4.max(mv, x);
-      }
-      const m = hmax(mv);
-      if (m == -Infinity) {
-        // nothing visible: probabilities 0, output 0
-        for (let i: usize = 0; i < rowBytes; i += 16) v128.store(sr + i, zero);
-        store<f32>(invp + (<usize>j << 2), 0);
-        continue;
-      }
-      const mm = f32x4.splat(m);
-      let lv = zero;
-      for (let i: usize = 0; i < rowBytes; i += 16) {
-        const d = f32x4.sub(v128.load(sr + i), mm);
-        const e = v128.andnot(exp4(d, v128.load(C_LOG2E), v128.load(C_LN2HI), v128.load(C_LN2LO), v128.load(C_P2), v128.load(C_P3), v128.load(C_P4), v128.load(C_P5), v128.load(C_P6), v128.load(C_ONE), v128.load(C_127), v128.load(C_XMAX), v128.load(C_XMIN)), f32x4.lt(d, lim));
-        v128.store(sr + i, e);
-        lv = f32x4.add(lv, e);
-      }
-      store<f32>(invp + (<usize>j << 2), <f32>1 / hsum(lv));
+      const m = capMax(sr, rowBytes, cap);
+      store<f32>(invp + (<usize>j << 2), m == -Infinity ? 0 : <f32>1 / expSum(sr, rowBytes, m));
     }
     // pass 3: out_j = sum_s p_js v_s / l_j. V rows are read whole and in order, 4 slots at a time,
     // accumulated into the output rows (which stay in L1): walking 32 columns at a time down the
@@ -781,7 +798,32 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
         }
       }
     }
-    if (f16) {
+    if (fused2) {
+      // slots visible to either head, two at a time; each pair of f16 V rows is widened 8 values
+      // at a time in registers and added into both heads' output rows
+      const o1r = o0 + hb, sr1 = sc0 + rowBytes;
+      let s = 0;
+      for (;;) {
+        let n2 = 0;
+        let s0 = 0, s1 = 0;
+        while (s < nSlots && n2 < 2) {
+          const so = <usize>s << 2;
+          if (load<f32>(sc0 + so) != 0 || load<f32>(sr1 + so) != 0) {
+            if (n2 == 0) s0 = s; else s1 = s;
+            n2++;
+          }
+          s++;
+        }
+        if (n2 == 0) break;
+        const pair = n2 == 2;
+        const so0 = <usize>s0 << 2, so1 = <usize>s1 << 2;
+        const xa = f32x4.splat(load<f32>(sc0 + so0)), ya = f32x4.splat(pair ? load<f32>(sc0 + so1) : 0);
+        const xb = f32x4.splat(load<f32>(sr1 + so0)), yb = f32x4.splat(pair ? load<f32>(sr1 + so1) : 0);
+        const vr0 = vb + <usize>s0 * kvStride;
+        axpy2<u16>(vr0, pair ? vb + <usize>s1 * kvStride : vr0, o0, o1r, true, hb, mask, magic, xa, ya, xb, yb);
+        if (!pair) break;
+      }
+    } else if (f16) {
       let s = 0;
       for (;;) {
         let n4 = 0;
@@ -837,6 +879,207 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
     v128.store(dst + o, f16hi4(h, mask, magic), 16);
   }
   if (o < hb) v128.store(dst + o, f16lo4(v128.load64_zero(src + (o >> 1)), mask, magic));
+}
+
+// ---------------------------------------------------------------- attention split by slots
+// Scores of heads a and b (query rows qa, qb) against one K head row kg: dA / dB get q.k * scale.
+@inline function dot2<T>(kg: usize, qa: usize, qb: usize, hb: usize, mask: v128, magic: v128, dA: usize, dB: usize, scale: f32): void {
+  const zero = v128.load(C_ZERO);
+  let a0 = zero, a1 = zero, b0 = zero, b1 = zero;
+  for (let o: usize = 0; o < hb; o += 32) {
+    let k0: v128, k1: v128;
+    if (sizeof<T>() == 2) {
+      const h = v128.load(kg + (o >> 1));
+      k0 = f16lo4(h, mask, magic);
+      k1 = f16hi4(h, mask, magic);
+    } else {
+      k0 = v128.load(kg + o);
+      k1 = v128.load(kg + o, 16);
+    }
+    a0 = fma(v128.load(qa + o), k0, a0);
+    a1 = fma(v128.load(qa + o, 16), k1, a1);
+    b0 = fma(v128.load(qb + o), k0, b0);
+    b1 = fma(v128.load(qb + o, 16), k1, b1);
+  }
+  store<f32>(dA, hsum(f32x4.add(a0, a1)) * scale);
+  store<f32>(dB, hsum(f32x4.add(b0, b1)) * scale);
+}
+
+@inline function dot1<T>(kg: usize, qa: usize, hb: usize, mask: v128, magic: v128, dA: usize, scale: f32): void {
+  const zero = v128.load(C_ZERO);
+  let a0 = zero, a1 = zero;
+  for (let o: usize = 0; o < hb; o += 32) {
+    let k0: v128, k1: v128;
+    if (sizeof<T>() == 2) {
+      const h = v128.load(kg + (o >> 1));
+      k0 = f16lo4(h, mask, magic);
+      k1 = f16hi4(h, mask, magic);
+    } else {
+      k0 = v128.load(kg + o);
+      k1 = v128.load(kg + o, 16);
+    }
+    a0 = fma(v128.load(qa + o), k0, a0);
+    a1 = fma(v128.load(qa + o, 16), k1, a1);
+  }
+  store<f32>(dA, hsum(f32x4.add(a0, a1)) * scale);
+}
+
+// Output rows oa (and ob when two) += p * V for two V head rows x, y with weights (xa, ya) for
+// head a and (xb, yb) for head b.
+@inline function axpy2<T>(x: usize, y: usize, oa: usize, ob: usize, two: bool, hb: usize, mask: v128, magic: v128, xa: v128, ya: v128, xb: v128, yb: v128): void {
+  for (let o: usize = 0; o < hb; o += 32) {
+    let x0: v128, x1: v128, y0: v128, y1: v128;
+    if (sizeof<T>() == 2) {
+      const h = v128.load(x + (o >> 1)), g = v128.load(y + (o >> 1));
+      x0 = f16lo4(h, mask, magic);
+      x1 = f16hi4(h, mask, magic);
+      y0 = f16lo4(g, mask, magic);
+      y1 = f16hi4(g, mask, magic);
+    } else {
+      x0 = v128.load(x + o);
+      x1 = v128.load(x + o, 16);
+      y0 = v128.load(y + o);
+      y1 = v128.load(y + o, 16);
+    }
+    v128.store(oa + o, fma(ya, y0, fma(xa, x0, v128.load(oa + o))));
+    v128.store(oa + o, fma(ya, y1, fma(xa, x1, v128.load(oa + o, 16))), 16);
+    if (two) {
+      v128.store(ob + o, fma(yb, y0, fma(xb, x0, v128.load(ob + o))));
+      v128.store(ob + o, fma(yb, y1, fma(xb, x1, v128.load(ob + o, 16))), 16);
+    }
+  }
+}
+
+@inline function visible(spos: usize, s: i32, qp: i32, window: i32): bool {
+  const kp = load<i32>(spos + (<usize>s << 2));
+  return kp >= 0 && kp <= qp && qp - kp < window;
+}
+
+/**
+ * Attention for few query tokens over many slots, split by slot ranges ("flash decoding"): unit
+ * u = t * R + r covers token t's slots [r * nSlots / R, (r + 1) * nSlots / R) for every head, so
+ * a thread streams whole cache rows (all KV heads) from one contiguous range of memory. Splitting
+ * by heads instead reads one head's slice of every row (a 2 KB stride for gemma-2-2b), which the
+ * hardware prefetcher does not follow: in a decode that layout left attention waiting on memory.
+ * Each unit writes per head its unnormalized output row, max score and sum of exp to its part
+ * area: [nHeads][headDim] f32, then m[nHeads], l[nHeads]; attention_combine merges the ranges.
+ * ml: i32 R, i32 score area, i32 score bytes per thread, i32 f16 flag. headDim % 8 == 0.
+ */
+export function attention_split(u0: i32, u1: i32, q: usize, k: usize, v: usize, part: usize, qpos: usize, spos: usize, nSlots: i32, nHeads: i32, nKvHeads: i32, headDim: i32, window: i32, scale: f32, cap: f32, ml: usize): void {
+  if (load<i32>(ml, 12) != 0) splitUnits<u16>(u0, u1, q, k, v, part, qpos, spos, nSlots, nHeads, nKvHeads, headDim, window, scale, cap, ml);
+  else splitUnits<f32>(u0, u1, q, k, v, part, qpos, spos, nSlots, nHeads, nKvHeads, headDim, window, scale, cap, ml);
+}
+
+function splitUnits<T>(u0: i32, u1: i32, q: usize, k: usize, v: usize, part: usize, qpos: usize, spos: usize, nSlots: i32, nHeads: i32, nKvHeads: i32, headDim: i32, window: i32, scale: f32, cap: f32, ml: usize): void {
+  const R = load<i32>(ml);
+  const sc0 = <usize>load<i32>(ml, 4) + <usize>THREAD * <usize>load<i32>(ml, 8);
+  const mask = v128.load(C_F16MASK), magic = v128.load(C_F16MAGIC), zero = v128.load(C_ZERO);
+  const group = nHeads / nKvHeads;
+  const hb = <usize>headDim << 2;
+  const headBytes = <usize>headDim * sizeof<T>();
+  const kvStride = <usize>nKvHeads * headBytes;
+  const maxLen = (nSlots + R - 1) / R;
+  const rowBytes = <usize>((maxLen + 3) & ~3) << 2;
+  const partBytes = <usize>nHeads * (hb + 8);
+  for (let u = u0; u < u1; u++) {
+    const t = u / R, r = u % R;
+    const sA = <i32>((<i64>nSlots * r) / R), sB = <i32>((<i64>nSlots * (r + 1)) / R);
+    const n = sB - sA;
+    const nPad = (n + 3) & ~3;
+    const rb = <usize>nPad << 2;
+    const qp = load<i32>(qpos + (<usize>t << 2));
+    const q0 = q + <usize>t * <usize>nHeads * hb;
+    const pu = part + <usize>u * partBytes;
+    const mp = pu + <usize>nHeads * hb, lp = mp + (<usize>nHeads << 2);
+    // pass 1: scores of every head for each visible slot, whole rows at a time
+    for (let i = 0; i < nPad; i++) {
+      const so = <usize>i << 2;
+      if (i >= n || !visible(spos, sA + i, qp, window)) {
+        for (let h = 0; h < nHeads; h++) store<f32>(sc0 + <usize>h * rowBytes + so, -Infinity);
+        continue;
+      }
+      const kr = k + <usize>(sA + i) * kvStride;
+      for (let g = 0; g < nKvHeads; g++) {
+        const kg = kr + <usize>g * headBytes;
+        let h = g * group;
+        const hEnd = h + group;
+        for (; h + 1 < hEnd; h += 2) {
+          dot2<T>(kg, q0 + <usize>h * hb, q0 + <usize>(h + 1) * hb, hb, mask, magic, sc0 + <usize>h * rowBytes + so, sc0 + <usize>(h + 1) * rowBytes + so, scale);
+        }
+        if (h < hEnd) dot1<T>(kg, q0 + <usize>h * hb, hb, mask, magic, sc0 + <usize>h * rowBytes + so, scale);
+      }
+    }
+    // pass 2: per head soft-cap, max and exp over this range
+    for (let h = 0; h < nHeads; h++) {
+      const sr = sc0 + <usize>h * rowBytes;
+      const m = capMax(sr, rb, cap);
+      store<f32>(mp + (<usize>h << 2), m);
+      store<f32>(lp + (<usize>h << 2), expSum(sr, rb, m));
+    }
+    // pass 3: unnormalized outputs, visible slots two at a time (a lone last one pairs with
+    // itself at weight 0)
+    for (let i: usize = 0; i < <usize>nHeads * hb; i += 16) v128.store(pu + i, zero);
+    let i = 0;
+    for (;;) {
+      while (i < n && !visible(spos, sA + i, qp, window)) i++;
+      if (i >= n) break;
+      const i0 = i++;
+      while (i < n && !visible(spos, sA + i, qp, window)) i++;
+      const pair = i < n;
+      const i1 = pair ? i++ : i0;
+      const x = v + <usize>(sA + i0) * kvStride, y = v + <usize>(sA + i1) * kvStride;
+      const so0 = <usize>i0 << 2, so1 = <usize>i1 << 2;
+      for (let g = 0; g < nKvHeads; g++) {
+        const xg = x + <usize>g * headBytes, yg = y + <usize>g * headBytes;
+        let h = g * group;
+        const hEnd = h + group;
+        for (; h < hEnd; h += 2) {
+          const two = h + 1 < hEnd;
+          const ra = sc0 + <usize>h * rowBytes, rbh = ra + rowBytes;
+          const xa = f32x4.splat(load<f32>(ra + so0)), ya = f32x4.splat(pair ? load<f32>(ra + so1) : 0);
+          const xb = f32x4.splat(two ? load<f32>(rbh + so0) : 0), yb = f32x4.splat(two && pair ? load<f32>(rbh + so1) : 0);
+          axpy2<T>(xg, yg, pu + <usize>h * hb, pu + <usize>(h + 1) * hb, two, hb, mask, magic, xa, ya, xb, yb);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Merge attention_split's R partial results per (token, head) into out: with M the largest range
+ * max, out = sum_r e^(m_r - M) o_r / sum_r e^(m_r - M) l_r (0 when no slot is visible).
+ */
+export function attention_combine(t0: i32, t1: i32, part: usize, out: usize, R: i32, nHeads: i32, headDim: i32): void {
+  const hb = <usize>headDim << 2;
+  const partBytes = <usize>nHeads * (hb + 8);
+  for (let t = t0; t < t1; t++) {
+    for (let h = 0; h < nHeads; h++) {
+      const orow = out + (<usize>t * <usize>nHeads + <usize>h) * hb;
+      let M: f32 = -Infinity;
+      for (let r = 0; r < R; r++) {
+        const pu = part + <usize>(t * R + r) * partBytes;
+        const m = load<f32>(pu + <usize>nHeads * hb + (<usize>h << 2));
+        const l = load<f32>(pu + <usize>nHeads * hb + (<usize>(nHeads + h) << 2));
+        if (l > 0 && m > M) M = m;
+      }
+      for (let i: usize = 0; i < hb; i += 16) v128.store(orow + i, v128.load(C_ZERO));
+      if (M == -Infinity) continue;
+      let L: f32 = 0;
+      for (let r = 0; r < R; r++) {
+        const pu = part + <usize>(t * R + r) * partBytes;
+        const m = load<f32>(pu + <usize>nHeads * hb + (<usize>h << 2));
+        const l = load<f32>(pu + <usize>nHeads * hb + (<usize>(nHeads + h) << 2));
+        if (!(l > 0) || m - M < -80) continue;
+        const w = Mathf.exp(m - M);
+        L += w * l;
+        const wv = f32x4.splat(w);
+        const prow = pu + <usize>h * hb;
+        for (let i: usize = 0; i < hb; i += 16) v128.store(orow + i, fma(wv, v128.load(prow + i), v128.load(orow + i)));
+      }
+      const inv = f32x4.splat(<f32>1 / L);
+      for (let i: usize = 0; i < hb; i += 16) v128.store(orow + i, f32x4.mul(v128.load(orow + i), inv));
+    }
+  }
 }
 
 // ---------------------------------------------------------------- Q4_K

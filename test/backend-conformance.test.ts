@@ -312,6 +312,12 @@ for (const c of backends) {
       // large enough to run across the threads (heads * slots * headDim >= 2^15)
       { nHeads: 8, nKvHeads: 1, headDim: 64, window: 6, softcap: 5, nTokens: 1, nSlots: 72 },
       { nHeads: 8, nKvHeads: 1, headDim: 64, window: Infinity, softcap: 5, nTokens: 3, nSlots: 72 },
+      // one token over many slots: the wasm backend splits the slots into ranges (2+ threads) and
+      // merges their partial softmax results; pairs of heads, an odd group (pair + single) and
+      // single heads, and a window that leaves whole ranges with nothing visible
+      { nHeads: 8, nKvHeads: 4, headDim: 32, window: Infinity, softcap: 5, nTokens: 1, nSlots: 300 },
+      { nHeads: 3, nKvHeads: 1, headDim: 48, window: 40, softcap: 0, nTokens: 1, nSlots: 300 },
+      { nHeads: 4, nKvHeads: 4, headDim: 32, window: Infinity, softcap: 0, nTokens: 1, nSlots: 260 },
     ];
     for (const { nTokens = 3, nSlots: slots, ...cfg } of configs) {
       const nSlots = slots ?? 9;

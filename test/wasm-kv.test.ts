@@ -228,20 +228,23 @@ describe('f16 KV cache (kvType f16)', () => {
     for (const threads of [1, 2]) {
       const b = await createWasmBackend({ threads });
       const r = rng(7 + threads);
-      for (const { nHeads, nKvHeads, headDim, nTokens, softcap, window } of [
+      for (const { nHeads, nKvHeads, headDim, nTokens, softcap, window, nSlots = 45 } of [
         { nHeads: 8, nKvHeads: 4, headDim: 64, nTokens: 1, softcap: 50, window: Infinity },
         { nHeads: 8, nKvHeads: 1, headDim: 20, nTokens: 3, softcap: 0, window: 9 },
         { nHeads: 4, nKvHeads: 2, headDim: 36, nTokens: 5, softcap: 30, window: Infinity },
+        // decoding over many slots (split into slot ranges on 2 threads), with a window
+        { nHeads: 8, nKvHeads: 4, headDim: 64, nTokens: 1, softcap: 50, window: Infinity, nSlots: 300 },
+        { nHeads: 6, nKvHeads: 2, headDim: 32, nTokens: 1, softcap: 0, window: 50, nSlots: 300 },
       ]) {
-        const nSlots = 45;
+        const valid = nSlots - 5;
         const kvLen = nSlots * nKvHeads * headDim;
         const k = b.allocF16(kvLen), v = b.allocF16(kvLen);
         b.writeF16(k, 0, randArray(kvLen, r));
         b.writeF16(v, 0, randArray(kvLen, r));
-        const slotPositions = Int32Array.from({ length: nSlots }, (_, i) => (i < 40 ? i : -1));
+        const slotPositions = Int32Array.from({ length: nSlots }, (_, i) => (i < valid ? i : -1));
         const base = {
           nTokens, nSlots, nHeads, nKvHeads, headDim, slotPositions, window, scale: 0.2, softcap,
-          queryPositions: Int32Array.from({ length: nTokens }, (_, t) => 39 - nTokens + 1 + t), q: randArray(nTokens * nHeads * headDim, r),
+          queryPositions: Int32Array.from({ length: nTokens }, (_, t) => valid - nTokens + t), q: randArray(nTokens * nHeads * headDim, r),
         };
         const len = nTokens * nHeads * headDim;
         const outPlace = new Float32Array(len), outCopy = new Float32Array(len), outJs = new Float32Array(len);

@@ -635,13 +635,31 @@ class WasmBackend implements Backend {
     // gain 5-17% (README).
     const heads = nTokens * nHeads;
     const parallel = heads > 1 && heads * nSlots * headDim >= 1 << 15;
+    // Few query tokens over many slots (decoding): split by slot ranges, R per token, each thread
+    // streaming whole cache rows; the ranges' partial softmax results are merged afterwards.
+    const ranges = parallel && headDim % 8 === 0 && nTokens < this.threads ? Math.min(2 * this.threads, Math.floor(nSlots / 64)) : 1;
     const group = nHeads / nKvHeads;
     let hpu = group;
     if (parallel) while (hpu > 1 && heads / hpu < 2 * this.threads) hpu = hpu % 2 === 0 ? hpu / 2 : 1;
-    const units = heads / hpu;
+    const units = ranges > 1 ? nTokens * ranges : heads / hpu;
     // per thread: the scores of hpu heads over the slots (rounded up to 4), 5 f32 rows of
-    // headDim (widened f16 K / V rows) and hpu floats (see the kernel)
-    const scoreBytes = this.threads * a(hpu * (Math.ceil(nSlots / 4) * 4) * 4 + 5 * headDim * 4 + hpu * 4);
+    // headDim (widened f16 K / V rows) and hpu floats (see the kernel); split: the scores of all
+    // heads over one range, and per unit its partial outputs, maxima and sums
+    const scoreBytes =
+      ranges > 1
+        ? this.threads * a(nHeads * Math.ceil(Math.ceil(nSlots / ranges) / 4) * 16)
+        : this.threads * a(hpu * (Math.ceil(nSlots / 4) * 4) * 4 + 5 * headDim * 4 + hpu * 4);
+    const partBytes = ranges > 1 ? units * nHeads * (headDim + 2) * 4 : 0;
+    const run = (shard: number, q: number, k: number, v: number, out: number, qpos: number, spos: number, ml: number, scores: number, part: number, i32: Int32Array): void => {
+      if (ranges > 1) {
+        i32.set([ranges, scores, scoreBytes / this.threads, f16 ? 1 : 0], ml >> 2);
+        this.pool.run(shard, K.attention_split, units, [q, k, v, part, qpos, spos, nSlots, nHeads, nKvHeads, headDim, window, p.scale, p.softcap, ml]);
+        this.pool.run(shard, K.attention_combine, nTokens, [part, out, ranges, nHeads, headDim], false);
+      } else {
+        i32.set([hpu, scores, scoreBytes / this.threads, f16 ? 1 : 0], ml >> 2);
+        this.pool.run(shard, K.attention, units, [q, k, v, out, qpos, spos, nSlots, nHeads, nKvHeads, headDim, window, p.scale, p.softcap, ml], parallel);
+      }
+    };
     // K and V already in one heap memory (a KV cache from allocF32): read them in place
     const kh = this.heapOf.get(p.k.buffer);
     if (kh && kh === this.heapOf.get(p.v.buffer)) {
@@ -660,6 +678,7 @@ class WasmBackend implements Backend {
       const spos = take(nSlots * 4);
       const ml = take(16);
       const scores = take(scoreBytes);
+      const part = take(partBytes);
       const end = at;
       if (end <= SCRATCH_BASE + this.scratchBytes) {
         const s = this.views(kh.shard);
@@ -668,8 +687,7 @@ class WasmBackend implements Backend {
         const i32 = new Int32Array(f32.buffer);
         i32.set(p.queryPositions.subarray(0, nTokens), qpos >> 2);
         i32.set(p.slotPositions.subarray(0, nSlots), spos >> 2);
-        i32.set([hpu, scores, scoreBytes / this.threads, f16 ? 1 : 0], ml >> 2);
-        this.pool.run(s.index, K.attention, units, [q, p.k.byteOffset, p.v.byteOffset, out, qpos, spos, nSlots, nHeads, nKvHeads, headDim, window, p.scale, p.softcap, ml], parallel);
+        run(s.index, q, p.k.byteOffset, p.v.byteOffset, out, qpos, spos, ml, scores, part, i32);
         if (!outIn) p.out.set(f32.subarray(out >> 2, (out >> 2) + qLen));
         return;
       }
@@ -682,7 +700,8 @@ class WasmBackend implements Backend {
     const spos = a(qpos + nTokens * 4);
     const ml = a(spos + nSlots * 4);
     const scores = a(ml + 16);
-    const end = a(scores + scoreBytes);
+    const part = a(scores + scoreBytes);
+    const end = a(part + partBytes);
     const s = this.workArea(end - SCRATCH_BASE);
     const f32 = s.f32;
     f32.set(p.q.subarray(0, qLen), q >> 2);
@@ -697,8 +716,7 @@ class WasmBackend implements Backend {
     const i32 = new Int32Array(f32.buffer);
     i32.set(p.queryPositions.subarray(0, nTokens), qpos >> 2);
     i32.set(p.slotPositions.subarray(0, nSlots), spos >> 2);
-    i32.set([hpu, scores, scoreBytes / this.threads, f16 ? 1 : 0], ml >> 2);
-    this.pool.run(s.index, K.attention, units, [q, k, v, out, qpos, spos, nSlots, nHeads, nKvHeads, headDim, window, p.scale, p.softcap, ml], parallel);
+    run(s.index, q, k, v, out, qpos, spos, ml, scores, part, i32);
     p.out.set(f32.subarray(out >> 2, (out >> 2) + qLen));
   }
 
