@@ -349,7 +349,7 @@ export class Grammar {
     if (this.initialState === undefined) {
       const out = new Set<Stack>();
       let accept = false;
-      for (const a of this.altStarts[this.root]!) accept = this.expand(a, 0, null, out, 0) || accept;
+      for (const a of this.altStarts[this.root]!) accept = this.expand(a, null, out, 0) || accept;
       this.initialState = this.intern(out, accept);
     }
     return this.initialState;
@@ -374,25 +374,26 @@ export class Grammar {
    * Add to `out` every stack reachable from position `pos` (continuation `parent`) whose top
    * reads a byte; returns whether the end of input is reachable without reading one.
    */
-  private expand(pos: number, sub: number, parent: Stack | null, out: Set<Stack>, depth: number): boolean {
+  private expand(pos: number, parent: Stack | null, out: Set<Stack>, depth: number): boolean {
     for (;;) {
       const k = this.kind[pos]!;
       if (k === END) {
+        // Continuations are always fresh positions of a sequence.
         if (parent === null) return true;
         pos = parent.pos;
-        sub = parent.sub;
         parent = parent.parent;
         continue;
       }
       if (k === TERM || k === STR) {
-        out.add(this.stack(pos, sub, parent));
+        // A STR element starts in its own sub-state (a string body may begin mid-character).
+        out.add(this.stack(pos, k === STR ? this.arg[pos]! : 0, parent));
         return false;
       }
       // REF: push the continuation (unless it is the end of the sequence: a tail call) and expand the rule.
       if (depth > MAX_EXPANSION_DEPTH) throw new UsageError('the schema nests too deeply without any text in between');
       const cont = this.kind[pos + 1] === END ? parent : this.stack(pos + 1, 0, parent);
       let accept = false;
-      for (const a of this.altStarts[this.arg[pos]!]!) accept = this.expand(a, 0, cont, out, depth + 1) || accept;
+      for (const a of this.altStarts[this.arg[pos]!]!) accept = this.expand(a, cont, out, depth + 1) || accept;
       return accept;
     }
   }
@@ -404,10 +405,10 @@ export class Grammar {
     for (const st of state.stacks) {
       const pos = st.pos;
       if (this.kind[pos] === TERM) {
-        if (this.sets[this.arg[pos]! * 256 + byte]) accept = this.expand(pos + 1, 0, st.parent, out, 0) || accept;
+        if (this.sets[this.arg[pos]! * 256 + byte]) accept = this.expand(pos + 1, st.parent, out, 0) || accept;
       } else {
         const r = STR_NEXT[st.sub * 256 + byte]!;
-        if (r === DONE) accept = this.expand(pos + 1, 0, st.parent, out, 0) || accept;
+        if (r === DONE) accept = this.expand(pos + 1, st.parent, out, 0) || accept;
         else if (r >= 0) out.add(this.stack(pos, r, st.parent));
       }
     }
