@@ -206,3 +206,35 @@ test('library: generate() and ChatSession take responseFormat; max tokens cut gi
   }
   session.dispose();
 });
+
+test('CLI: gemma run --json-schema FILE / --json-object; a bad schema names the flag and the keyword', async () => {
+  const { execFile } = await import('node:child_process');
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { packageRoot } = await import('../src/util/package-root.js');
+  const run = (args: string[]) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [path.join(packageRoot(), 'bin', 'gemma.js'), 'run', '-m', 'demo', ...args], (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }));
+    });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gemma-json-'));
+  try {
+    const good = path.join(dir, 'schema.json');
+    fs.writeFileSync(good, JSON.stringify({ type: 'object', properties: { ok: { type: 'boolean' }, n: { type: 'integer' } }, required: ['ok', 'n'] }));
+    const r = await run(['--json-schema', good, '--seed', '3', '-n', '60', '--json', 'Hi']);
+    assert.equal(r.code, 0, r.stderr);
+    const v = JSON.parse((JSON.parse(r.stdout) as { text: string }).text) as { ok: unknown; n: unknown };
+    assert.equal(typeof v.ok, 'boolean');
+    assert.ok(Number.isInteger(v.n));
+    const o = await run(['--json-object', '-t', '0', '-n', '3', 'Hi']);
+    assert.equal(o.code, 0, o.stderr);
+    assert.ok(o.stdout.startsWith('{'), o.stdout);
+    const bad = path.join(dir, 'bad.json');
+    fs.writeFileSync(bad, JSON.stringify({ type: 'string', maxLength: 3 }));
+    const e = await run(['--json-schema', bad, 'Hi']);
+    assert.equal(e.code, 1);
+    assert.match(e.stderr, /--json-schema.*"maxLength" is not supported/s);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

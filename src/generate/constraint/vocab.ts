@@ -95,11 +95,11 @@ function buildTrie(bytes: Uint8Array, off: Int32Array, text: Uint8Array): TokenT
   const ids: number[] = [];
   for (let id = 0; id < text.length; id++) if (text[id]) ids.push(id);
   // Sort by byte string: latin1 strings compare code unit by code unit = byte order.
-  const keys = new Map<number, string>();
-  for (const id of ids) keys.set(id, Buffer.from(bytes.buffer, bytes.byteOffset + off[id]!, off[id + 1]! - off[id]!).toString('latin1'));
+  const keyOf: string[] = new Array(text.length);
+  for (const id of ids) keyOf[id] = Buffer.from(bytes.buffer, bytes.byteOffset + off[id]!, off[id + 1]! - off[id]!).toString('latin1');
   ids.sort((a, b) => {
-    const x = keys.get(a)!;
-    const y = keys.get(b)!;
+    const x = keyOf[a]!;
+    const y = keyOf[b]!;
     return x < y ? -1 : x > y ? 1 : a - b;
   });
   // Preorder construction along the sorted strings (each shares a prefix with the previous one).
@@ -116,7 +116,7 @@ function buildTrie(bytes: Uint8Array, off: Int32Array, text: Uint8Array): TokenT
   let prev = '';
   let nt = 0;
   for (const id of ids) {
-    const s = keys.get(id)!;
+    const s = keyOf[id]!;
     let l = 0;
     const lim = Math.min(s.length, prev.length, path.length);
     while (l < lim && s.charCodeAt(l) === prev.charCodeAt(l)) l++;
