@@ -950,6 +950,17 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
   }
 }
 
+// Loads one byte of every cache line of the row [p, p + bytes) before the SIMD loop reads it: all
+// of the row's misses are then in flight at once instead of one after another as the loop
+// advances (WebAssembly has no prefetch instruction). Decoding gemma-2-2b over an f16 cache that
+// is not in the CPU caches: 0.21 -> 0.13 ms per layer at 544 slots, 0.74 -> 0.45 at 2048.
+let SINK: i32 = 0;
+@inline function touch(p: usize, bytes: usize): void {
+  let acc: i32 = 0;
+  for (let o: usize = 0; o < bytes; o += 64) acc += load<u8>(p + o);
+  SINK += acc;
+}
+
 @inline function visible(spos: usize, s: i32, qp: i32, window: i32): bool {
   const kp = load<i32>(spos + (<usize>s << 2));
   return kp >= 0 && kp <= qp && qp - kp < window;
@@ -999,6 +1010,7 @@ function splitUnits<T>(u0: i32, u1: i32, q: usize, k: usize, v: usize, part: usi
         continue;
       }
       const kr = k + <usize>(sA + i) * kvStride;
+      touch(kr, kvStride);
       for (let g = 0; g < nKvHeads; g++) {
         const kg = kr + <usize>g * headBytes;
         let h = g * group;
@@ -1028,6 +1040,8 @@ function splitUnits<T>(u0: i32, u1: i32, q: usize, k: usize, v: usize, part: usi
       const pair = i < n;
       const i1 = pair ? i++ : i0;
       const x = v + <usize>(sA + i0) * kvStride, y = v + <usize>(sA + i1) * kvStride;
+      // the second row and the one after it (usually the next pair's first): measured best
+      touch(y, sA + i1 + 1 < nSlots ? kvStride << 1 : kvStride);
       const so0 = <usize>i0 << 2, so1 = <usize>i1 << 2;
       for (let g = 0; g < nKvHeads; g++) {
         const xg = x + <usize>g * headBytes, yg = y + <usize>g * headBytes;

@@ -233,8 +233,11 @@ export class GemmaModel implements LanguageModel {
         const r0 = s.row, r1 = s.row + s.ids.length;
         s.cache.write(i, k.subarray(r0 * kvDim, r1 * kvDim), v.subarray(r0 * kvDim, r1 * kvDim), positions.subarray(r0, r1));
         const lcache = s.cache.layers[i]!;
+        // a linear layer's slot is the position: slots past the last query are never visible, and
+        // the storage grows by doubling, so attend over the used prefix only
+        const nSlots = lcache.ring ? lcache.slots : Math.min(lcache.slots, positions[r1 - 1]! + 1);
         b.attention({
-          q: q.subarray(r0 * qDim, r1 * qDim), k: lcache.k, v: lcache.v, nTokens: r1 - r0, nSlots: lcache.slots,
+          q: q.subarray(r0 * qDim, r1 * qDim), k: lcache.k, v: lcache.v, nTokens: r1 - r0, nSlots,
           nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim,
           queryPositions: positions.subarray(r0, r1), slotPositions: lcache.slotPositions,
           window: lc.window, scale: qScale, softcap: c.attnSoftcap, out: att.subarray(r0 * qDim, r1 * qDim),
