@@ -7,7 +7,8 @@
  * Prints aggregate tokens/s, p50/p99 time to first token and per-token latency, and the
  * 8-client throughput as a multiple of single-stream, and the server process's CPU time per
  * generated token in each phase (user + system, all threads: less sensitive than tok/s to other
- * load on the machine).
+ * load on the machine), and the clients' own CPU time per token (they share the machine's cores
+ * with the server: on a 2-core machine the load generator's share limits the aggregate).
  *
  *   npm run bench:serve -- [--model demo] [--backend js|wasm] [--threads N] [--duration 30]
  *                          [--single-duration 10] [--max-tokens 64] [--clients 1,8,16]
@@ -144,6 +145,8 @@ interface PhaseResult {
   gaps: number[];
   /** Server CPU time during the phase (microseconds). */
   cpuUs: number;
+  /** The clients' own CPU time during the phase (this process; microseconds). */
+  clientCpuUs: number;
 }
 
 let tokenIdPrompts = false;
@@ -198,7 +201,7 @@ async function streamOnce(url: string, k: number, maxTokens: number, r: PhaseRes
 }
 
 async function phase(url: string, clients: number, seconds: number, maxTokens: number): Promise<PhaseResult> {
-  const r: PhaseResult = { clients, seconds, tokens: 0, requests: 0, errors: 0, ttft: [], gaps: [], cpuUs: 0 };
+  const r: PhaseResult = { clients, seconds, tokens: 0, requests: 0, errors: 0, ttft: [], gaps: [], cpuUs: 0, clientCpuUs: 0 };
   const start = performance.now();
   const deadline = start + seconds * 1000;
   let k = clients * 100000;
@@ -227,12 +230,15 @@ async function main(): Promise<void> {
     // Warm-up (JIT, caches).
     await phase(url, Math.max(...a.clients), 2, 8);
     const results: PhaseResult[] = [];
-    console.log('clients  seconds  requests  tokens   agg tok/s  ttft p50 ms  ttft p99 ms  tok lat p50 ms  tok lat p99 ms  errors  cpu us/tok');
+    console.log('clients  seconds  requests  tokens   agg tok/s  ttft p50 ms  ttft p99 ms  tok lat p50 ms  tok lat p99 ms  errors  cpu us/tok  client cpu us/tok');
     for (const c of a.clients) {
       const cpu0 = await serverCpu(child);
+      const own0 = process.cpuUsage();
       const r = await phase(url, c, c === 1 ? a.singleDuration : a.duration, a.maxTokens);
       // Tokens past the phase's deadline are not counted but did cost CPU: a slight overestimate.
       r.cpuUs = (await serverCpu(child)) - cpu0;
+      const own = process.cpuUsage(own0);
+      r.clientCpuUs = own.user + own.system;
       results.push(r);
       console.log(
         [
@@ -247,6 +253,7 @@ async function main(): Promise<void> {
           pct(r.gaps, 99).toFixed(2).padStart(15),
           String(r.errors).padStart(7),
           (r.tokens ? r.cpuUs / r.tokens : NaN).toFixed(1).padStart(11),
+          (r.tokens ? r.clientCpuUs / r.tokens : NaN).toFixed(1).padStart(18),
         ].join(' '),
       );
     }
