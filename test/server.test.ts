@@ -273,7 +273,7 @@ test('errors: OpenAI shape and status codes', async () => {
   const route = await post('/v1/nothing', '{}');
   assert.equal(route.status, 404);
 
-  const tools = await post('/v1/chat/completions', JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function', function: { name: 'f' } }] }));
+  const tools = await post('/v1/chat/completions', JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function', function: { name: 'not a name' } }] }));
   assert.equal(tools.status, 400);
   assert.equal(tools.error?.param, 'tools');
   const json = await post('/v1/chat/completions', JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: 'a+' } } } }));

@@ -79,19 +79,20 @@ export function responseFormatOf(raw: unknown): ResponseFormat | undefined {
 
 /** Fields that must be absent or empty: [field, why]. */
 export const UNSUPPORTED_FIELDS: ReadonlyArray<readonly [string, string]> = [
-  ['tools', 'tool calling is not supported'],
+  ['tools', 'tool calling is only supported on /v1/chat/completions'],
   ['functions', 'function calling is not supported'],
-  ['tool_choice', 'tool calling is not supported'],
+  ['tool_choice', 'tool calling is only supported on /v1/chat/completions'],
   ['function_call', 'function calling is not supported'],
   ['audio', 'audio output is not supported'],
   ['prediction', 'predicted outputs are not supported'],
 ];
 
-/** The first unsupported feature a raw body asks for, if any. */
-export function unsupportedField(body: unknown): { field: string; why: string } | undefined {
+/** The first unsupported feature a raw body asks for, if any (fields in `allowed` are supported by the endpoint). */
+export function unsupportedField(body: unknown, allowed?: ReadonlySet<string>): { field: string; why: string } | undefined {
   if (typeof body !== 'object' || body === null) return undefined;
   const b = body as Record<string, unknown>;
   for (const [field, why] of UNSUPPORTED_FIELDS) {
+    if (allowed?.has(field)) continue;
     const v = b[field];
     if (v === undefined || v === null || v === 'none' || v === 'auto') continue;
     if (Array.isArray(v) && v.length === 0) continue;
@@ -105,10 +106,21 @@ export function unsupportedField(body: unknown): { field: string; why: string } 
 
 const textPart = z.object({ type: z.literal('text'), text: z.string() });
 
+/** An assistant message's tool call (OpenAI's shape; arguments as a JSON string, or an object as some clients send). */
+const toolCallIn = z.object({
+  id: z.string().min(1).max(256),
+  type: z.literal('function').nullish(),
+  function: z.object({ name: z.string().min(1).max(256), arguments: z.union([z.string(), z.record(z.string(), z.unknown())]) }),
+});
+
 export const chatMessageSchema = z.object({
-  role: z.enum(['system', 'developer', 'user', 'assistant', 'model']),
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'model', 'tool']),
   content: z.union([z.string(), z.array(textPart).max(1024)]).nullish(),
   name: z.string().max(256).nullish(),
+  /** Assistant messages: the calls it made (content may then be null). */
+  tool_calls: z.array(toolCallIn).max(1024).nullish(),
+  /** Tool messages: the call this is the result of (required for role "tool"; checked by the route). */
+  tool_call_id: z.string().max(256).nullish(),
 });
 
 export const chatRequestSchema = z.object({
@@ -117,6 +129,10 @@ export const chatRequestSchema = z.object({
   max_completion_tokens: int(0, Number.MAX_SAFE_INTEGER).nullish(),
   logprobs: z.boolean().nullish(),
   top_logprobs: int(0, LIMITS.maxTopLogprobs).nullish(),
+  // Checked by toolConfigOf (tools.ts: error messages name the tool and the schema keyword at fault).
+  tools: z.unknown().nullish(),
+  tool_choice: z.unknown().nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
 });
 
 const tokenIds = z.array(int(0, 2 ** 31 - 1)).min(1);

@@ -38,7 +38,9 @@ import {
   type OpenAIErrorBody,
 } from './openai.js';
 import { compileResponseFormat, type ResponseFormat } from '../generate/constraint/index.js';
+import { prebuildTokenTable, type TablePrebuild } from '../generate/constraint/vocab.js';
 import { chatRequestSchema, completionRequestSchema, describeZodError, responseFormatOf, unsupportedField, type ChatRequest } from './schemas.js';
+import { chatMessagesOf, parseToolAnswer, toolConfigOf, toolResponseFormat, type ToolAnswer, type ToolConfig } from './tools.js';
 import { setChoiceAborter } from './stream-control.js';
 
 export interface ServerOptions extends SchedulerOptions {
@@ -62,6 +64,11 @@ export interface ServerOptions extends SchedulerOptions {
    * body parser, auth and CORS hooks, so added routes are protected by --api-key under /v1/.
    */
   configure?: (app: FastifyInstance) => void | Promise<void>;
+  /**
+   * Build the constraint's token table (response_format, tools) in a worker once listening, so
+   * that the first constrained request does not pay for it (default true).
+   */
+  prebuildConstraint?: boolean;
 }
 
 export interface GemmaServer {
@@ -92,6 +99,9 @@ const STATIC_TYPES: Record<string, string> = {
  */
 export const completionIds = new WeakMap<object, { prompt: number[]; completions: number[][] }>();
 
+/** Fields of UNSUPPORTED_FIELDS that the chat endpoint supports (tools.ts). */
+const CHAT_FIELDS: ReadonlySet<string> = new Set(['tools', 'tool_choice']);
+
 const PUBLIC_ROUTES = new Set(['/', '/index.html', '/app.js', '/style.css', '/health', '/sae']);
 
 function sha256(s: string): Buffer {
@@ -104,12 +114,6 @@ export function checkBearer(header: string | undefined, key: string): boolean {
   const given = m ? m[1]!.trim() : '';
   const ok = timingSafeEqual(sha256(given), sha256(key));
   return ok && m !== null;
-}
-
-function contentText(content: ChatRequest['messages'][number]['content']): string {
-  if (content === null || content === undefined) return '';
-  if (typeof content === 'string') return wellFormed(content);
-  return wellFormed(content.map((p) => p.text).join(''));
 }
 
 export async function createServer(options: ServerOptions): Promise<GemmaServer> {
@@ -230,9 +234,9 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
 
   // ------------------------------------------------------------ shared request plumbing
 
-  function parse<T>(schema: z.ZodType<T>, body: unknown): T {
+  function parse<T>(schema: z.ZodType<T>, body: unknown, allowed?: ReadonlySet<string>): T {
     if (body === undefined) throw new HttpError(400, 'expected a JSON body (Content-Type: application/json)', { code: 'invalid_json' });
-    const unsupported = unsupportedField(body);
+    const unsupported = unsupportedField(body, allowed);
     if (unsupported) throw new HttpError(400, `${unsupported.field}: ${unsupported.why} by this server`, { param: unsupported.field, code: 'unsupported_parameter' });
     const r = schema.safeParse(body);
     if (!r.success) {
@@ -270,6 +274,17 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
     } catch (e) {
       throw new HttpError(400, (e as Error).message, { param: 'response_format', code: 'invalid_value' });
     }
+  }
+
+  /** The constraint of a tool answer (tools.ts), compiled now (cached for the sequences). */
+  function toolFormat(config: ToolConfig): ResponseFormat {
+    const rf = toolResponseFormat(config);
+    try {
+      compileResponseFormat(rf);
+    } catch (e) {
+      throw new HttpError(400, `tools: ${(e as Error).message}`, { param: 'tools', code: 'invalid_value' });
+    }
+    return rf;
   }
 
   type Sampling = Pick<ChatRequest, 'temperature' | 'top_p' | 'top_k' | 'min_p' | 'repetition_penalty' | 'presence_penalty' | 'frequency_penalty' | 'seed' | 'stop' | 'ignore_eos' | 'logit_bias'>;
@@ -389,14 +404,19 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
     res: ServerResponse,
     pending: Promise<SequenceResult>[],
     controller: AbortController,
-    finishChunk: (index: number, reason: ReturnType<typeof finishReasonOf>) => unknown,
+    finishChunk: (index: number, reason: ReturnType<typeof finishReasonOf>, result: SequenceResult) => unknown,
     usageChunk: ((results: SequenceResult[]) => unknown) | undefined,
+    /** Chunks sent before a choice's finish chunk (a buffered tool answer). */
+    lastChunks?: (index: number, result: SequenceResult) => unknown[],
   ): Promise<void> {
     try {
       const results = await Promise.all(
         pending.map((p, i) =>
           p.then((r) => {
-            if (r.finishReason !== 'abort') sse(res, finishChunk(i, finishReasonOf(r.finishReason)));
+            if (r.finishReason !== 'abort') {
+              for (const c of lastChunks?.(i, r) ?? []) sse(res, c);
+              sse(res, finishChunk(i, finishReasonOf(r.finishReason), r));
+            }
             return r;
           }),
         ),
@@ -437,10 +457,14 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
   // ------------------------------------------------------------ chat completions
 
   app.post('/v1/chat/completions', async (req, reply) => {
-    const body = parse(chatRequestSchema, req.body);
+    const body = parse(chatRequestSchema, req.body, CHAT_FIELDS);
     checkModel(body.model);
     if (!tokenizer) throw new HttpError(400, 'this model has no tokenizer: use /v1/completions with token ids', { code: 'no_tokenizer' });
-    const messages: ChatMessage[] = body.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: contentText(m.content) }));
+    const tools = toolConfigOf(body.tools, body.tool_choice, body.parallel_tool_calls);
+    if (tools && responseFormatOf(body.response_format) !== undefined) {
+      throw new HttpError(400, 'response_format cannot be combined with tools (unless tool_choice is "none"): the tool answer is already constrained', { param: 'response_format', code: 'invalid_value' });
+    }
+    const messages: ChatMessage[] = chatMessagesOf(body.messages, tools);
     if (!messages.some((m) => m.role === 'user')) throw new HttpError(400, 'messages must contain at least one user message', { param: 'messages', code: 'invalid_value' });
     let ids: number[];
     try {
@@ -468,8 +492,15 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
     const baseSeed = body.seed ?? randomSeed();
     const controller = new AbortController();
     const stream = body.stream === true;
-    const format = responseFormat(body.response_format);
+    const format = tools ? toolFormat(tools) : responseFormat(body.response_format);
     let res: ServerResponse | undefined;
+    // A complete tool answer, parsed once per choice (its call ids are drawn then).
+    const answers = new Map<SequenceResult, ToolAnswer | undefined>();
+    const answerOf = (r: SequenceResult): ToolAnswer | undefined => {
+      if (!tools || r.finishReason === 'length') return undefined;
+      if (!answers.has(r)) answers.set(r, parseToolAnswer(r.text));
+      return answers.get(r);
+    };
 
     const chunkOf = (index: number, delta: Record<string, unknown>, finish: string | null, logprobs: { content: ChatLogprobContent[] } | null = null) => ({
       id,
@@ -490,7 +521,8 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
         maxTokens,
         logprobs: wantLogprobs,
         topLogprobs: nTop,
-        ...(stream
+        // A tool answer is buffered until it is complete (toolChunks).
+        ...(stream && !tools
           ? {
               onChunk: (c: GenerationChunk) => {
                 if (!res) return;
@@ -506,12 +538,37 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
     const pending = submitAll(seqs, controller, reply.raw);
     abortOnDisconnect(reply.raw, controller);
 
+    const logprobsOf = (r: SequenceResult) => (wantLogprobs ? { content: (r.logprobs ?? []).map((l) => chatLogprobEntry(tokenizer, l.id, l.logprob, l.topLogprobs)), refusal: null } : null);
+
+    /**
+     * A buffered tool answer as stream chunks: per call one chunk with index, id, type, name and
+     * empty arguments, then one with the arguments string (OpenAI's delta shape); a plain answer
+     * (or text cut by max_tokens / a stop string) as one content chunk. Logprobs ride on the first.
+     */
+    const toolChunks = (i: number, r: SequenceResult): unknown[] => {
+      if (!tools) return [];
+      const answer = answerOf(r);
+      const lp = logprobsOf(r);
+      const lpOut = lp ? { content: lp.content } : null;
+      if (answer?.kind === 'calls') {
+        const out: unknown[] = [];
+        answer.calls.forEach((c, k) => {
+          out.push(chunkOf(i, { tool_calls: [{ index: k, id: c.id, type: 'function', function: { name: c.function.name, arguments: '' } }] }, null, k === 0 ? lpOut : null));
+          out.push(chunkOf(i, { tool_calls: [{ index: k, function: { arguments: c.function.arguments } }] }, null));
+        });
+        return out;
+      }
+      const text = answer?.kind === 'response' ? answer.text : r.text;
+      return text === '' && !lpOut ? [] : [chunkOf(i, { content: text }, null, lpOut)];
+    };
+    const finishOf = (r: SequenceResult): string => (answerOf(r)?.kind === 'calls' ? 'tool_calls' : finishReasonOf(r.finishReason));
+
     if (stream) {
       res = startSse(req, reply);
       for (let i = 0; i < n; i++) sse(res, chunkOf(i, { role: 'assistant', content: '' }, null));
-      await finishStream(res, pending, controller, (i, reason) => chunkOf(i, {}, reason), body.stream_options?.include_usage
+      await finishStream(res, pending, controller, (i, _reason, r) => chunkOf(i, {}, finishOf(r)), body.stream_options?.include_usage
         ? (results) => ({ id, object: 'chat.completion.chunk', created: createdAt, model: modelId, system_fingerprint: 'gemma-ts', choices: [], usage: usageOf(results, ids.length, results[0]!.usage.cachedTokens) })
-        : undefined);
+        : undefined, tools ? toolChunks : undefined);
       return reply;
     }
 
@@ -523,12 +580,18 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
       created: createdAt,
       model: modelId,
       system_fingerprint: 'gemma-ts',
-      choices: results.map((r, index) => ({
-        index,
-        message: { role: 'assistant', content: r.text, refusal: null },
-        logprobs: wantLogprobs ? { content: (r.logprobs ?? []).map((l) => chatLogprobEntry(tokenizer, l.id, l.logprob, l.topLogprobs)), refusal: null } : null,
-        finish_reason: finishReasonOf(r.finishReason),
-      })),
+      choices: results.map((r, index) => {
+        const answer = answerOf(r);
+        return {
+          index,
+          message:
+            answer?.kind === 'calls'
+              ? { role: 'assistant', content: null, tool_calls: answer.calls, refusal: null }
+              : { role: 'assistant', content: answer?.kind === 'response' ? answer.text : r.text, refusal: null },
+          logprobs: logprobsOf(r),
+          finish_reason: finishOf(r),
+        };
+      }),
       usage: usageOf(results, ids.length, results[0]!.usage.cachedTokens),
     };
   });
@@ -651,18 +714,22 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
     };
   });
 
+  let prebuild: TablePrebuild | undefined;
   return {
     app,
     scheduler,
     modelId,
     async listen({ port = 8080, host = '127.0.0.1' } = {}) {
       await app.listen({ port, host });
+      // After listen: startup is not delayed; the build runs in a worker (vocab.ts).
+      if (tokenizer && options.prebuildConstraint !== false && !prebuild) prebuild = prebuildTokenTable(tokenizer);
       const addr = app.server.address();
       const p = typeof addr === 'object' && addr ? addr.port : port;
       const h = host.includes(':') ? `[${host}]` : host;
       return `http://${h}:${p}`;
     },
     async close() {
+      prebuild?.cancel();
       scheduler.close();
       await app.close();
     },

@@ -15,6 +15,7 @@
  * token of the subtree is a run of complete plain string characters, so a state inside a free
  * JSON string accepts the whole subtree without walking it.
  */
+import { Worker } from 'node:worker_threads';
 import type { Tokenizer } from '../../tokenizer/types.js';
 import { plainSuffixStart, type GrammarState } from './grammar.js';
 
@@ -61,20 +62,45 @@ export function tokenTable(tokenizer: Tokenizer): TokenTable {
   return t;
 }
 
-function buildTable(tokenizer: Tokenizer): TokenTable {
+/** What a token table is built from: each id's piece and whether it is a control token. */
+export interface TokenPieces {
+  pieces: string[];
+  /** 1 = never text (isControl). */
+  control: Uint8Array;
+}
+
+/** The tokenizer's pieces and control flags (the part of the build that needs the tokenizer). */
+export function tokenPieces(tokenizer: Tokenizer): TokenPieces {
   const n = tokenizer.vocabSize;
+  const pieces: string[] = new Array(n);
+  const control = new Uint8Array(n);
+  for (let id = 0; id < n; id++) {
+    const piece = tokenizer.idToPiece(id) ?? '';
+    pieces[id] = piece;
+    if (isControl(tokenizer, id, piece)) control[id] = 1;
+  }
+  return { pieces, control };
+}
+
+function buildTable(tokenizer: Tokenizer): TokenTable {
+  return tableFromPieces(tokenPieces(tokenizer));
+}
+
+/** The token table of a vocabulary's pieces (no tokenizer needed: runs in a worker too). */
+export function tableFromPieces({ pieces, control }: TokenPieces): TokenTable {
+  const n = pieces.length;
   const parts: Uint8Array[] = new Array(n);
   const text = new Uint8Array(n);
   const enc = new TextEncoder();
   const empty = new Uint8Array(0);
   let total = 0;
   for (let id = 0; id < n; id++) {
-    const piece = tokenizer.idToPiece(id) ?? '';
+    const piece = pieces[id]!;
     let b: Uint8Array = empty;
     const m = BYTE_PIECE.exec(piece);
     if (m) b = Uint8Array.of(parseInt(m[1]!, 16));
     // The piece's text as the stream decoder emits it mid-stream (U+2581 is a space).
-    else if (!isControl(tokenizer, id, piece)) b = enc.encode(piece.replaceAll('\u2581', ' '));
+    else if (!control[id]) b = enc.encode(piece.replaceAll('\u2581', ' '));
     if (b.length > 0) text[id] = 1;
     parts[id] = b;
     total += b.length;
@@ -89,6 +115,80 @@ function buildTable(tokenizer: Tokenizer): TokenTable {
   }
   off[n] = p;
   return { vocabSize: n, bytes, off, text, trie: buildTrie(bytes, off, text) };
+}
+
+/** Whether the token table of `tokenizer` is built (cached). */
+export function hasTokenTable(tokenizer: Tokenizer): boolean {
+  return tables.has(tokenizer);
+}
+
+/** The distinct buffers of a table's arrays (to transfer it from a worker without copying). */
+export function tableBuffers(t: TokenTable): ArrayBuffer[] {
+  const arrays = [t.bytes, t.off, t.text, t.trie.byte, t.trie.depth, t.trie.end, t.trie.tokStart, t.trie.tokIds, t.trie.plainSub];
+  return [...new Set(arrays.map((a) => a.buffer as ArrayBuffer))];
+}
+
+export interface TablePrebuild {
+  /** Resolves once the table is cached (or the build was cancelled or failed: tokenTable() then builds it on demand). */
+  done: Promise<void>;
+  /** Stop the build (terminates the worker). */
+  cancel(): void;
+}
+
+/**
+ * Build the token table of `tokenizer` in the background and cache it, so that the first
+ * constrained generation does not pay for it (~0.7 s for a 256k vocabulary). The pieces are read
+ * here (the only part that needs the tokenizer); the byte table and the trie are built in a
+ * worker thread (vocab-worker.ts) and transferred back. Without the worker's compiled file
+ * (running from the TypeScript sources) the build runs on this thread, after the current event
+ * loop turn. A table built meanwhile by tokenTable() is kept.
+ */
+export function prebuildTokenTable(tokenizer: Tokenizer): TablePrebuild {
+  if (tables.has(tokenizer)) return { done: Promise.resolve(), cancel: () => undefined };
+  let cancelled = false;
+  let worker: Worker | undefined;
+  let timer: NodeJS.Immediate | undefined;
+  let resolve!: () => void;
+  const done = new Promise<void>((r) => (resolve = r));
+  const onThisThread = (): void => {
+    timer = setImmediate(() => {
+      if (!cancelled) tokenTable(tokenizer);
+      resolve();
+    });
+  };
+  try {
+    worker = new Worker(new URL('./vocab-worker.js', import.meta.url), { workerData: tokenPieces(tokenizer) });
+  } catch {
+    onThisThread();
+  }
+  if (worker) {
+    const w = worker;
+    w.unref();
+    let settled = false;
+    w.once('message', (t: TokenTable) => {
+      settled = true;
+      if (!cancelled && !tables.has(tokenizer)) tables.set(tokenizer, t);
+      void w.terminate();
+      resolve();
+    });
+    w.once('error', () => {
+      settled = true;
+      if (cancelled) resolve();
+      else onThisThread();
+    });
+    w.once('exit', () => {
+      if (!settled) resolve();
+    });
+  }
+  return {
+    done,
+    cancel() {
+      cancelled = true;
+      if (timer) clearImmediate(timer);
+      void worker?.terminate();
+      resolve();
+    },
+  };
 }
 
 function buildTrie(bytes: Uint8Array, off: Int32Array, text: Uint8Array): TokenTrie {
