@@ -143,7 +143,7 @@ test('tool_choice "required" with parallel calls: one or more valid calls (or a 
 });
 
 test('a named function: only calls of it; streaming reassembles to the same call', async () => {
-  for (const seed of [21, 22, 23]) {
+  for (const seed of [21, 22]) {
     for (const name of ['set_alarm', 'ping', 'get_weather']) {
       const extra = { tool_choice: { type: 'function', function: { name } } };
       const r = await ask(extra, seed);
@@ -164,8 +164,8 @@ test('a named function: only calls of it; streaming reassembles to the same call
 
 test('tool_choice "auto": tool calls or a plain answer, both well-formed; n > 1 and streaming agree', async () => {
   const kinds = new Set<string>();
-  for (const seed of [31, 32, 33, 34, 35, 36]) {
-    const r = await ask({ tool_choice: 'auto', parallel_tool_calls: false, max_tokens: 200, n: 2 }, seed);
+  for (const seed of [31, 32, 33, 34]) {
+    const r = await ask({ tool_choice: 'auto', parallel_tool_calls: false, max_tokens: 120, n: 2 }, seed);
     for (const c of r.choices) {
       if (c.finish_reason === 'tool_calls') {
         kinds.add('calls');
@@ -181,7 +181,7 @@ test('tool_choice "auto": tool calls or a plain answer, both well-formed; n > 1 
   }
   assert.ok(kinds.has('calls'), [...kinds].join(','));
   // Default tool_choice with tools is "auto"; streamed = non-streamed.
-  const extra = { parallel_tool_calls: false, max_tokens: 200 };
+  const extra = { parallel_tool_calls: false, max_tokens: 120 };
   const whole = await ask(extra, 40);
   const s = await streamed(extra, 40);
   const c = whole.choices[0]!;
