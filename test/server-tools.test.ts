@@ -123,6 +123,15 @@ test('tool_choice "required" (one call): a declared tool with valid arguments, f
   assert.ok(names.size >= 2, `several tools chosen: ${[...names].join(', ')}`);
 });
 
+test('the openai client\'s stream helper accumulates the tool_calls deltas into the non-streamed message', async () => {
+  const body = { model: 'demo', messages: [{ role: 'user' as const, content: 'Wake me up' }], tools: TOOLS as never, tool_choice: 'required' as const, max_tokens: 300, seed: 2 };
+  const final = await client.chat.completions.stream(body).finalChatCompletion();
+  const whole = await client.chat.completions.create(body);
+  assert.equal(final.choices[0]!.finish_reason, 'tool_calls');
+  assert.deepEqual(callsOf(final.choices[0]!.message), callsOf(whole.choices[0]!.message));
+  assert.ok(callsOf(whole.choices[0]!.message).length >= 1);
+});
+
 test('tool_choice "required" with parallel calls: one or more valid calls (or a valid prefix when max_tokens cuts it)', async () => {
   let complete = 0;
   for (const seed of [11, 12, 13]) {
