@@ -709,9 +709,9 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
   const hb = <usize>headDim << 2;
   const kvStride = <usize>(nKvHeads * headDim) << es;
   const zero = v128.load(C_ZERO);
-  // the common decode case (GQA groups of 2 per unit, f16 cache, headDim % 8 == 0) has fused
-  // widen-and-use loops in passes 1 and 3
-  const fused2 = f16 && hpu == 2 && (headDim & 7) == 0;
+  // an even number of heads per unit (GQA / MQA) with headDim % 8 == 0: passes 1 and 3 take the
+  // heads in pairs, each loaded (f16: widened) K / V value used for both in registers
+  const fused2 = (hpu & 1) == 0 && (headDim & 7) == 0;
   for (let u = u0; u < u1; u++) {
     const t = u / nu, h0 = (u % nu) * hpu;
     const qp = load<i32>(qpos + (<usize>t << 2));
@@ -732,9 +732,14 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
       }
       let kr = k + <usize>s * kvStride + kvo;
       if (fused2) {
-        // f16 rows, two heads: each 8 widened values are used for both heads in registers (no
-        // widened row stored and reloaded: that loop was bound by loads and stores, not math)
-        dot2<u16>(kr, q0, q0 + hb, hb, mask, magic, sc0 + (<usize>s << 2), sc0 + rowBytes + (<usize>s << 2), scale);
+        // heads in pairs: each loaded (f16: widened) 8 values serve both heads of a pair in
+        // registers (no widened row stored and reloaded: those loops were bound by loads and
+        // stores, not math)
+        for (let j = 0; j < hpu; j += 2) {
+          const qa = q0 + <usize>j * hb, da = sc0 + <usize>j * rowBytes + (<usize>s << 2);
+          if (f16) dot2<u16>(kr, qa, qa + hb, hb, mask, magic, da, da + rowBytes, scale);
+          else dot2<f32>(kr, qa, qa + hb, hb, mask, magic, da, da + rowBytes, scale);
+        }
         continue;
       }
       if (f16) {
@@ -766,7 +771,7 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
     const vb = v + kvo;
     const ub = <usize>hpu * hb;
     for (let i: usize = 0; i < ub; i += 16) v128.store(o0 + i, zero);
-    if (!f16) {
+    if (!f16 && !fused2) {
       for (let j = 0; j < hpu; j++) {
         const sr = sc0 + <usize>j * rowBytes;
         const orow = o0 + <usize>j * hb;
@@ -799,16 +804,17 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
       }
     }
     if (fused2) {
-      // slots visible to either head, two at a time; each pair of f16 V rows is widened 8 values
-      // at a time in registers and added into both heads' output rows
-      const o1r = o0 + hb, sr1 = sc0 + rowBytes;
+      // slots visible to any head of the unit, two at a time; each pair of V rows is read (f16:
+      // widened) 8 values at a time in registers and added into a pair of heads' output rows
       let s = 0;
       for (;;) {
         let n2 = 0;
         let s0 = 0, s1 = 0;
         while (s < nSlots && n2 < 2) {
           const so = <usize>s << 2;
-          if (load<f32>(sc0 + so) != 0 || load<f32>(sr1 + so) != 0) {
+          let vis = false;
+          for (let j = 0; j < hpu; j++) if (load<f32>(sc0 + <usize>j * rowBytes + so) != 0) vis = true;
+          if (vis) {
             if (n2 == 0) s0 = s; else s1 = s;
             n2++;
           }
@@ -817,10 +823,16 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
         if (n2 == 0) break;
         const pair = n2 == 2;
         const so0 = <usize>s0 << 2, so1 = <usize>s1 << 2;
-        const xa = f32x4.splat(load<f32>(sc0 + so0)), ya = f32x4.splat(pair ? load<f32>(sc0 + so1) : 0);
-        const xb = f32x4.splat(load<f32>(sr1 + so0)), yb = f32x4.splat(pair ? load<f32>(sr1 + so1) : 0);
         const vr0 = vb + <usize>s0 * kvStride;
-        axpy2<u16>(vr0, pair ? vb + <usize>s1 * kvStride : vr0, o0, o1r, true, hb, mask, magic, xa, ya, xb, yb);
+        const vr1 = pair ? vb + <usize>s1 * kvStride : vr0;
+        for (let j = 0; j < hpu; j += 2) {
+          const sa = sc0 + <usize>j * rowBytes, sb = sa + rowBytes;
+          const xa = f32x4.splat(load<f32>(sa + so0)), ya = f32x4.splat(pair ? load<f32>(sa + so1) : 0);
+          const xb = f32x4.splat(load<f32>(sb + so0)), yb = f32x4.splat(pair ? load<f32>(sb + so1) : 0);
+          const oa = o0 + <usize>j * hb;
+          if (f16) axpy2<u16>(vr0, vr1, oa, oa + hb, true, hb, mask, magic, xa, ya, xb, yb);
+          else axpy2<f32>(vr0, vr1, oa, oa + hb, true, hb, mask, magic, xa, ya, xb, yb);
+        }
         if (!pair) break;
       }
     } else if (f16) {
