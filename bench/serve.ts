@@ -10,7 +10,7 @@
  * load on the machine), and the clients' own CPU time per token (they share the machine's cores
  * with the server: on a 2-core machine the load generator's share limits the aggregate).
  *
- *   npm run bench:serve -- [--model demo] [--backend js|wasm] [--threads N] [--duration 30]
+ *   npm run bench:serve -- [--model demo] [--backend wasm|js] [--threads N] [--duration 30]
  *                          [--single-duration 10] [--max-tokens 64] [--clients 1,8,16]
  *                          [--synthetic gemma-2b:q4_0]
  *
@@ -41,7 +41,7 @@ function parse(): Args {
   const { values } = parseArgs({
     options: {
       model: { type: 'string', default: 'demo' },
-      backend: { type: 'string', default: 'js' },
+      backend: { type: 'string', default: 'wasm' },
       threads: { type: 'string' },
       duration: { type: 'string', default: '30' },
       'single-duration': { type: 'string', default: '10' },
