@@ -235,6 +235,10 @@ describe('f16 KV cache (kvType f16)', () => {
         // decoding over many slots (split into slot ranges on 2 threads), with a window
         { nHeads: 8, nKvHeads: 4, headDim: 64, nTokens: 1, softcap: 50, window: Infinity, nSlots: 300 },
         { nHeads: 6, nKvHeads: 2, headDim: 32, nTokens: 1, softcap: 0, window: 50, nSlots: 300 },
+        { nHeads: 8, nKvHeads: 1, headDim: 64, nTokens: 1, softcap: 30, window: 100, nSlots: 300 },
+        // prefill-like (split by heads): a group of 8 heads taken in pairs
+        { nHeads: 8, nKvHeads: 1, headDim: 32, nTokens: 3, softcap: 0, window: 9 },
+        { nHeads: 16, nKvHeads: 2, headDim: 64, nTokens: 4, softcap: 20, window: Infinity, nSlots: 120 },
       ]) {
         const valid = nSlots - 5;
         const kvLen = nSlots * nKvHeads * headDim;
