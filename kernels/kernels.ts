@@ -1246,8 +1246,9 @@ export function mm_q6_k(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
         let hb = xh + ((<usize>t * <usize>nb) << 3);
         for (let sb = 0; sb < nsb; sb++) {
           const sbp = wg + <usize>sb * 1104;
-          const d4 = v128.load(sbp);
           const sbEnd = sbp + 1104;
+          // the rows' d is applied once per super-block
+          let as = f32x4.splat(0);
           for (let wb = sbp + 16; wb < sbEnd; wb += 136) {
             const xl = v128.load(xb), xr = v128.load(xb, 16);
             // u6 . i8 pair sums: |lane| <= 2 * 63 * 127 = 16002
@@ -1267,12 +1268,13 @@ export function mm_q6_k(g0: i32, g1: i32, w: usize, xq16: usize, xq8: usize, xd:
             const sh = i32x4.sub(hi, i32x4.shl(v128.load32_splat(hb, 4), 5));
             const d = v128.load32_splat(dp);
             const sc8 = i16x8.extend_low_i8x16_s(v128.load64_zero(wb));
-            acc = fma(f32x4.convert_i32x4_s(sl), f32x4.mul(f32x4.mul(d4, f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(sc8))), d), acc);
-            acc = fma(f32x4.convert_i32x4_s(sh), f32x4.mul(f32x4.mul(d4, f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(sc8))), d), acc);
+            as = fma(f32x4.convert_i32x4_s(sl), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(sc8)), d), as);
+            as = fma(f32x4.convert_i32x4_s(sh), f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(sc8)), d), as);
             xb += 32;
             hb += 8;
             dp += 4;
           }
+          acc = fma(as, v128.load(sbp), acc);
         }
       } else {
         let xb = xq16 + ((<usize>t * <usize>nb) << 6);
