@@ -248,6 +248,8 @@ test('json_schema: unsupported keywords and malformed schemas are UsageErrors na
     [{ not: {} }, /"not"/],
     [{ allOf: [{ type: 'string' }, { type: 'null' }] }, /allOf/],
     [{ type: 'strin' }, /unknown type "strin"/],
+    [Array.from({ length: 200 }).reduce<unknown>((sch) => ({ type: 'array', items: sch }), { type: 'string' }), /nests deeper than 128 levels/],
+    [Array.from({ length: 20000 }).reduce<unknown>((sch) => ({ type: 'array', items: sch }), { type: 'string' }), /not serializable as JSON/],
     [{ type: 'object', properties: { a: 1 } }, /must be an object or a boolean/],
     [{ type: 'object', required: ['b'], properties: { a: {} } }, /required property "b"/],
     [{ $ref: 'http://x/y.json' }, /local "\$ref"/],
@@ -260,13 +262,13 @@ test('json_schema: unsupported keywords and malformed schemas are UsageErrors na
     [false, /accepts no value/],
     [[1], /must be an object or a boolean/],
   ];
-  for (const [schema, re] of cases) {
+  cases.forEach(([schema, re], i) => {
     assert.throws(
       () => compileResponseFormat({ type: 'json_schema', schema: schema as JsonSchema }),
       (e: unknown) => e instanceof UsageError && re.test(e.message),
-      JSON.stringify(schema),
+      `case ${i} (${re})`,
     );
-  }
+  });
   assert.throws(() => compileResponseFormat({ type: 'xml' } as never), UsageError);
   assert.equal(compileResponseFormat({ type: 'text' }), undefined);
   // Annotations and unknown keywords are fine; the compiled grammar is cached per schema.

@@ -306,6 +306,17 @@ test('bad tools: 400 in OpenAI\'s shape naming the problem', async () => {
     [{ messages: [{ role: 'user', content: 'x' }, { role: 'tool', content: 'r' }] }, 'messages.1.tool_call_id', /needs its tool_call_id/],
     [{ messages: [{ role: 'user', content: 'x' }, { role: 'assistant', tool_calls: [{ id: 'c', function: { name: 'f' } }] }] }, 'messages.1.tool_calls.0.function.arguments', /invalid request/],
   ];
+  // nested past the compiler's limit, and past the engine's stack (a 400, never a 500)
+  const nest = (depth: number): Record<string, unknown> => {
+    let sch: Record<string, unknown> = { type: 'string' };
+    for (let d = 0; d < depth; d++) sch = { type: 'array', items: sch };
+    return sch;
+  };
+  cases.push([{ tools: [fn('a', { type: 'object', properties: { a: nest(200) } })] }, 'tools', /nests deeper than 128 levels/]);
+  const deep = `{"model":"demo","max_tokens":1,"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"a","parameters":${'{"type":"array","items":'.repeat(20000)}{}${'}'.repeat(20000)}}}]}`;
+  const deepRes = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: deep });
+  assert.equal(deepRes.status, 400);
+  assert.match(((await deepRes.json()) as { error: { message: string } }).error.message, /tools\[0\]\.function\.parameters: not serializable as JSON/);
   for (const [body, param, re] of cases) {
     const r = await post(body);
     assert.equal(r.status, 400, JSON.stringify(body));

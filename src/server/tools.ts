@@ -84,7 +84,13 @@ const validParameters = new Set<string>();
 
 /** 400 unless the schema compiles with the structured-output compiler. */
 function checkParameters(schema: Record<string, unknown>, i: number): void {
-  const key = JSON.stringify(schema);
+  let key: string;
+  try {
+    key = JSON.stringify(schema);
+  } catch (e) {
+    // nested past the engine's stack (the compiler itself refuses depths over 128)
+    throw paramsError(i, new Error(`not serializable as JSON (${(e as Error).message})`));
+  }
   if (validParameters.delete(key)) {
     validParameters.add(key);
     return;

@@ -48,7 +48,15 @@ export function compileResponseFormat(format: ResponseFormat | undefined): Gramm
   if (schema !== undefined && typeof schema !== 'boolean' && (typeof schema !== 'object' || schema === null || Array.isArray(schema))) {
     throw new UsageError('response_format schema: a schema must be an object or a boolean');
   }
-  const key = schema === undefined ? 'json_object' : `schema:${JSON.stringify(schema)}`;
+  let key = 'json_object';
+  if (schema !== undefined) {
+    try {
+      key = `schema:${JSON.stringify(schema)}`;
+    } catch (e) {
+      // a cyclic object (library callers) or one nested past the engine's stack
+      throw new UsageError(`response_format schema: not serializable as JSON (${(e as Error).message})`);
+    }
+  }
   let g = grammarCache.get(key);
   if (g) {
     grammarCache.delete(key);

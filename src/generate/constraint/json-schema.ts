@@ -73,6 +73,8 @@ const ARRAY_KEYWORDS = ['items', 'minItems', 'maxItems'];
 
 /** Most rules one schema may compile to, and the largest minItems / maxItems honoured. */
 const MAX_RULES = 200_000;
+/** Schemas nested (or chained through $refs) deeper than this are refused: the compiler recurses. */
+const MAX_SCHEMA_DEPTH = 128;
 const MAX_ITEMS_BOUND = 4096;
 const MAX_WS_INDENT = 20;
 
@@ -186,8 +188,20 @@ class SchemaCompiler {
 
   // ------------------------------------------------------------ schemas
 
+  private depth = 0;
+
   /** The grammar element for a value valid under `schema` (found at `path`, a JSON pointer). */
   value(input: unknown, path: string): Elem {
+    if (this.depth >= MAX_SCHEMA_DEPTH) fail(path, `the schema nests deeper than ${MAX_SCHEMA_DEPTH} levels (subschemas and $ref chains)`);
+    this.depth++;
+    try {
+      return this.valueAt(input, path);
+    } finally {
+      this.depth--;
+    }
+  }
+
+  private valueAt(input: unknown, path: string): Elem {
     this.check();
     if (input === true) return this.anyValue();
     if (input === false) fail(path, 'the schema false accepts no value');
