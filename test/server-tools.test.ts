@@ -317,6 +317,11 @@ test('bad tools: 400 in OpenAI\'s shape naming the problem', async () => {
   const deepRes = await fetch(`${srv.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: deep });
   assert.equal(deepRes.status, 400);
   assert.match(((await deepRes.json()) as { error: { message: string } }).error.message, /tools\[0\]\.function\.parameters: not serializable as JSON/);
+  // a history tool call whose arguments nest past the engine's stack is rendered as its string
+  // (not a 500): 40,000 brackets then exceed the context, a 400 saying so
+  const deepArgs = await post({ tools: [fn('f')], messages: [{ role: 'user', content: 'x' }, { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '['.repeat(20000) + ']'.repeat(20000) } }] }, { role: 'tool', tool_call_id: 'c1', content: 'ok' }] });
+  assert.equal(deepArgs.status, 400, JSON.stringify(deepArgs.body));
+  assert.equal((deepArgs.body.error as { code?: string }).code, 'context_length_exceeded');
   for (const [body, param, re] of cases) {
     const r = await post(body);
     assert.equal(r.status, 400, JSON.stringify(body));

@@ -182,9 +182,11 @@ function callsJson(calls: NonNullable<ChatMessageIn['tool_calls']>): string {
       let args: unknown = c.function.arguments;
       if (typeof args === 'string') {
         try {
-          args = JSON.parse(args);
+          const parsed: unknown = JSON.parse(args);
+          JSON.stringify(parsed); // nested too deeply to write back: keep the string
+          args = parsed;
         } catch {
-          // not JSON: kept as the string it is
+          // not JSON (or too deep): kept as the string it is
         }
       }
       return { name: c.function.name, arguments: args };
@@ -310,7 +312,13 @@ export function parseToolAnswer(text: string): ToolAnswer | undefined {
     const calls: ToolCallOut[] = [];
     for (const c of v.tool_calls) {
       if (!isObject(c) || typeof c.name !== 'string') return undefined;
-      calls.push({ id: newToolCallId(), type: 'function', function: { name: c.name, arguments: JSON.stringify(c.arguments ?? {}) } });
+      let args: string;
+      try {
+        args = JSON.stringify(c.arguments ?? {});
+      } catch {
+        return undefined; // nested past the engine's stack (a very long generation): the raw text is returned
+      }
+      calls.push({ id: newToolCallId(), type: 'function', function: { name: c.name, arguments: args } });
     }
     return { kind: 'calls', calls };
   }
