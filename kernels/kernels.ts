@@ -894,20 +894,19 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
 }
 
 // ---------------------------------------------------------------- attention split by slots
+// Four K / V values of a cache row as f32: those at f32-byte offset o of the row (T = f32), or at
+// o / 2 of an f16 row (T = u16), widened exactly.
+@inline function kv4<T>(row: usize, o: usize, mask: v128, magic: v128): v128 {
+  if (sizeof<T>() == 2) return f16lo4(v128.load64_zero(row + (o >> 1)), mask, magic);
+  return v128.load(row + o);
+}
+
 // Scores of heads a and b (query rows qa, qb) against one K head row kg: dA / dB get q.k * scale.
 @inline function dot2<T>(kg: usize, qa: usize, qb: usize, hb: usize, mask: v128, magic: v128, dA: usize, dB: usize, scale: f32): void {
   const zero = v128.load(C_ZERO);
   let a0 = zero, a1 = zero, b0 = zero, b1 = zero;
   for (let o: usize = 0; o < hb; o += 32) {
-    let k0: v128, k1: v128;
-    if (sizeof<T>() == 2) {
-      const h = v128.load(kg + (o >> 1));
-      k0 = f16lo4(h, mask, magic);
-      k1 = f16hi4(h, mask, magic);
-    } else {
-      k0 = v128.load(kg + o);
-      k1 = v128.load(kg + o, 16);
-    }
+    const k0 = kv4<T>(kg, o, mask, magic), k1 = kv4<T>(kg, o + 16, mask, magic);
     a0 = fma(v128.load(qa + o), k0, a0);
     a1 = fma(v128.load(qa + o, 16), k1, a1);
     b0 = fma(v128.load(qb + o), k0, b0);
@@ -921,15 +920,7 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
   const zero = v128.load(C_ZERO);
   let a0 = zero, a1 = zero;
   for (let o: usize = 0; o < hb; o += 32) {
-    let k0: v128, k1: v128;
-    if (sizeof<T>() == 2) {
-      const h = v128.load(kg + (o >> 1));
-      k0 = f16lo4(h, mask, magic);
-      k1 = f16hi4(h, mask, magic);
-    } else {
-      k0 = v128.load(kg + o);
-      k1 = v128.load(kg + o, 16);
-    }
+    const k0 = kv4<T>(kg, o, mask, magic), k1 = kv4<T>(kg, o + 16, mask, magic);
     a0 = fma(v128.load(qa + o), k0, a0);
     a1 = fma(v128.load(qa + o, 16), k1, a1);
   }
@@ -940,19 +931,8 @@ export function attention(u0: i32, u1: i32, q: usize, k: usize, v: usize, out: u
 // head a and (xb, yb) for head b.
 @inline function axpy2<T>(x: usize, y: usize, oa: usize, ob: usize, two: bool, hb: usize, mask: v128, magic: v128, xa: v128, ya: v128, xb: v128, yb: v128): void {
   for (let o: usize = 0; o < hb; o += 32) {
-    let x0: v128, x1: v128, y0: v128, y1: v128;
-    if (sizeof<T>() == 2) {
-      const h = v128.load(x + (o >> 1)), g = v128.load(y + (o >> 1));
-      x0 = f16lo4(h, mask, magic);
-      x1 = f16hi4(h, mask, magic);
-      y0 = f16lo4(g, mask, magic);
-      y1 = f16hi4(g, mask, magic);
-    } else {
-      x0 = v128.load(x + o);
-      x1 = v128.load(x + o, 16);
-      y0 = v128.load(y + o);
-      y1 = v128.load(y + o, 16);
-    }
+    const x0 = kv4<T>(x, o, mask, magic), x1 = kv4<T>(x, o + 16, mask, magic);
+    const y0 = kv4<T>(y, o, mask, magic), y1 = kv4<T>(y, o + 16, mask, magic);
     v128.store(oa + o, fma(ya, y0, fma(xa, x0, v128.load(oa + o))));
     v128.store(oa + o, fma(ya, y1, fma(xa, x1, v128.load(oa + o, 16))), 16);
     if (two) {
