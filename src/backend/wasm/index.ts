@@ -628,11 +628,9 @@ class WasmBackend implements Backend {
     if (p.queryPositions.length < nTokens || p.slotPositions.length < nSlots) throw new ModelError('attention positions are shorter than nTokens / nSlots');
     const a = (v: number) => Math.ceil(v / ALIGN) * ALIGN;
     const window = p.window >= 0x7fffffff ? 0x7fffffff : Math.max(0, Math.floor(p.window));
-    // query heads sharing a KV head run together (hpu per unit) so each K / V row is read from
-    // memory once per group; the group is split only as far as needed to keep >= 2 units per
-    // thread. Groups of 2 (gemma-2-2b) stay per head: measured 15-30% slower grouped on one
-    // thread (the second head's pass finds the rows in L3 anyway), while groups of 8 (gemma-2b)
-    // gain 5-17% (README).
+    // query heads sharing a KV head run together (hpu per unit; the kernel takes them in pairs)
+    // so each K / V row is read from memory once per group; the group is split only as far as
+    // needed to keep >= 2 units per thread.
     const heads = nTokens * nHeads;
     const parallel = heads > 1 && heads * nSlots * headDim >= 1 << 15;
     // Few query tokens over many slots (decoding): split by slot ranges, R per token, each thread
