@@ -687,8 +687,8 @@ function expSum(sr: usize, rowBytes: usize, m: f32): f32 {
  * one KV head) run together, so each visible K row is read from memory once per unit.
  * Three passes per unit: scores q.k * scale of every visible slot into this thread's score rows
  * (-inf elsewhere); per head, soft-cap, max and exp vectorized over the slots; then the
- * probability-weighted sum of V rows, 32 output values at a time held in registers (no
- * read-modify-write of the output row per key).
+ * probability-weighted sum of V rows, added into the output rows (in L1) two or four visible
+ * slots at a time. With an even hpu and headDim % 8 == 0 the heads go in pairs (dot2 / axpy2).
  * ml (the pool passes at most 14 arguments): i32 hpu, i32 score area, i32 score bytes per thread
  * (hpu rows of nSlots rounded up to 4, then 5 rows of headDim and hpu floats), i32 1 when k / v
  * hold f16 values (the f16 KV cache), 0 for f32.
