@@ -1,0 +1,155 @@
+/**
+ * POST /v1/completions: OpenAI's legacy text completion, streamed (SSE) or not; prompts as text,
+ * token ids, or arrays of either (prompts x n choices), with echo and legacy logprobs.
+ */
+import type { ServerResponse } from 'node:http';
+import type { GenerationChunk } from '../../generate/generate.js';
+import { randomSeed } from '../../generate/sampler.js';
+import type { SequenceRequest } from '../../generate/scheduler.js';
+import type { Tokenizer } from '../../tokenizer/types.js';
+import type { RouteContext } from '../context.js';
+import { HttpError, finishReasonOf, newId, nowSeconds, tokenInfo, wellFormed } from '../openai.js';
+import { abortOnDisconnect, allOrAbort, checkPrompt, maxTokensFor, parseBody, responseFormat, sequenceOptions, submitAll, usageOf } from '../request.js';
+import { completionRequestSchema, type CompletionRequest } from '../schemas.js';
+import type { ServedModel } from '../served-model.js';
+import { chunkHead, finishStream, sse, sseJson, startSse } from '../sse.js';
+
+/** Most choices one request may ask for (prompts x n). */
+const MAX_CHOICES = 16;
+
+interface Prompt {
+  ids: number[];
+  text: string;
+}
+
+/** The request's prompt(s) as token ids and text (text prompts need a tokenizer). */
+function promptsOf(served: ServedModel, raw: CompletionRequest['prompt']): Prompt[] {
+  const { tokenizer } = served;
+  const fromIds = (ids: number[]): Prompt => ({ ids, text: tokenizer ? tokenizer.decode(ids) : '' });
+  const fromText = (s: string): Prompt => {
+    if (!tokenizer) throw new HttpError(400, 'this model has no tokenizer: give the prompt as token ids', { param: 'prompt', code: 'no_tokenizer' });
+    const t = wellFormed(s);
+    return { ids: tokenizer.encode(t), text: t };
+  };
+  if (typeof raw === 'string') return [fromText(raw)];
+  if (raw.length > 0 && typeof raw[0] === 'number') return [fromIds(raw as number[])];
+  if (raw.length > 0 && typeof raw[0] === 'string') return (raw as string[]).map(fromText);
+  return (raw as number[][]).map(fromIds);
+}
+
+type LogprobEntry = { id: number; logprob: number; topLogprobs?: { id: number; logprob: number }[] };
+
+/** Legacy completions logprobs: tokens, token_logprobs, top_logprobs, text_offset from `offset0`. */
+function legacyLogprobs(tokenizer: Tokenizer | undefined, entries: readonly LogprobEntry[], offset0: number) {
+  let offset = offset0;
+  const tokens: string[] = [];
+  const text_offset: number[] = [];
+  for (const e of entries) {
+    const t = tokenInfo(tokenizer, e.id).token;
+    tokens.push(t);
+    text_offset.push(offset);
+    offset += t.length;
+  }
+  return {
+    tokens,
+    token_logprobs: entries.map((e) => e.logprob),
+    top_logprobs: entries.map((e) => Object.fromEntries((e.topLogprobs ?? []).map((t) => [tokenInfo(tokenizer, t.id).token, t.logprob]))),
+    text_offset,
+  };
+}
+
+export function registerCompletionRoutes(ctx: RouteContext): void {
+  ctx.app.post('/v1/completions', async (req, reply) => {
+    const body = parseBody(completionRequestSchema, req.body);
+    const served = await ctx.models.resolve(body.model);
+    const { tokenizer } = served;
+    if (body.suffix) throw new HttpError(400, 'suffix is not supported', { param: 'suffix', code: 'unsupported_value' });
+    const nLogprobs = body.logprobs ?? null;
+    if (body.echo && nLogprobs !== null) throw new HttpError(400, 'echo together with logprobs is not supported', { param: 'echo', code: 'unsupported_value' });
+    const prompts = promptsOf(served, body.prompt);
+    for (const p of prompts) checkPrompt(served, p.ids, 'prompt');
+    const n = body.n ?? 1;
+    if (prompts.length * n > MAX_CHOICES) throw new HttpError(400, `at most ${MAX_CHOICES} completions per request (prompts x n = ${prompts.length * n})`, { param: 'n', code: 'invalid_value' });
+    const id = newId('cmpl');
+    const createdAt = nowSeconds();
+    const baseSeed = body.seed ?? randomSeed();
+    const controller = new AbortController();
+    const stream = body.stream === true;
+    let res: ServerResponse | undefined;
+    const echo = body.echo === true;
+    const format = responseFormat(served, body.response_format);
+
+    const chunkOf = (index: number, text: string, finish: string | null, logprobs: unknown = null) => ({
+      id,
+      object: 'text_completion',
+      created: createdAt,
+      model: served.id,
+      system_fingerprint: 'gemma-ts',
+      choices: [{ index, text, logprobs, finish_reason: finish }],
+    });
+
+    const seqs: SequenceRequest[] = [];
+    const offsets: number[] = [];
+    prompts.forEach((p, pi) => {
+      const maxTokens = maxTokensFor(served, body.max_tokens, p.ids.length, 16);
+      for (let i = 0; i < n; i++) {
+        const index = pi * n + i;
+        // = JSON.stringify(chunkOf(index, text, null, lp)) with the fixed part serialized once.
+        const head = stream ? `${chunkHead(id, 'text_completion', createdAt, served.id, index)}"text":` : '';
+        offsets.push(0);
+        seqs.push({
+          ...sequenceOptions(served, body, index, baseSeed, format),
+          promptIds: p.ids,
+          maxTokens,
+          logprobs: nLogprobs !== null,
+          topLogprobs: nLogprobs ?? 0,
+          ...(stream
+            ? {
+                onChunk: (c: GenerationChunk) => {
+                  if (!res) return;
+                  const lp = nLogprobs !== null && c.id >= 0 && c.logprob !== undefined ? legacyLogprobs(tokenizer, [{ id: c.id, logprob: c.logprob, topLogprobs: c.topLogprobs }], offsets[index]!) : null;
+                  if (c.text === '' && !lp) return;
+                  offsets[index] += c.text.length;
+                  sseJson(res, `${head}${JSON.stringify(c.text)},"logprobs":${JSON.stringify(lp)},"finish_reason":null}]}`);
+                },
+              }
+            : {}),
+        });
+      }
+    });
+    const pending = submitAll(served, seqs, controller, reply.raw);
+    abortOnDisconnect(reply.raw, controller);
+    const promptTokens = prompts.reduce((a, p) => a + p.ids.length, 0);
+
+    if (stream) {
+      res = startSse(ctx, req, reply);
+      if (echo) seqs.forEach((_s, index) => sse(res!, chunkOf(index, prompts[Math.floor(index / n)]!.text, null)));
+      await finishStream(
+        res,
+        pending,
+        controller,
+        (i, reason) => chunkOf(i, '', reason),
+        body.stream_options?.include_usage
+          ? (results) => ({ id, object: 'text_completion', created: createdAt, model: served.id, choices: [], usage: usageOf(results, promptTokens, results[0]!.usage.cachedTokens) })
+          : undefined,
+      );
+      return reply;
+    }
+
+    const results = await allOrAbort(pending, controller);
+    return {
+      id,
+      object: 'text_completion',
+      created: createdAt,
+      model: served.id,
+      system_fingerprint: 'gemma-ts',
+      choices: results.map((r, index) => ({
+        index,
+        text: (echo ? prompts[Math.floor(index / n)]!.text : '') + r.text,
+        logprobs: nLogprobs !== null ? legacyLogprobs(tokenizer, r.logprobs ?? [], 0) : null,
+        finish_reason: finishReasonOf(r.finishReason),
+      })),
+      usage: usageOf(results, promptTokens, results.reduce((a, r, i) => a + (i % n === 0 ? r.usage.cachedTokens : 0), 0)),
+    };
+  });
+}
