@@ -4,11 +4,12 @@
  */
 import { Command, CommanderError } from 'commander';
 import { GemmaError } from '../errors.js';
+import { VERSION } from '../version.js';
 
 export async function buildProgram(): Promise<Command> {
   const program = new Command('gemma')
     .description('gemma-ts: run Google Gemma models in TypeScript')
-    .version('0.1.0')
+    .version(VERSION)
     .showHelpAfterError();
   const commands = await import('./commands.js');
   for (const register of commands.ALL_COMMANDS) register(program);
