@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerChatCommand } from './chat.js';
 import { registerConvertCommands } from './convert.js';
+import { registerFinetuneCommand } from './finetune.js';
 import { registerForwardCommand } from './forward.js';
 import { registerInfoCommand } from './info.js';
 import { registerPullCommand } from './pull.js';
@@ -22,4 +23,5 @@ export const ALL_COMMANDS: Array<(program: Command) => void> = [
   (p) => registerPullCommand(p),
   (p) => registerShieldCommands(p),
   (p) => registerSaeCommands(p),
+  (p) => registerFinetuneCommand(p),
 ];

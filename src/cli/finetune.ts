@@ -1,0 +1,97 @@
+/**
+ * `gemma finetune --model M --data FILE|DIR --method full|lora --out DIR [--json] ...`: parse the
+ * flags, load model and data, run the library's `finetune` iterator, print one line per step
+ * (JSON with --json), write the result.
+ */
+import { InvalidArgumentError, type Command } from 'commander';
+import { UsageError } from '../errors.js';
+import { loadTrainModel } from '../train/checkpoint-io.js';
+import { loadDataset } from '../train/data.js';
+import { finetune, type FinetuneReport } from '../train/finetune.js';
+import { saveFullModel } from '../train/checkpoint-io.js';
+import type { OptimizerName, ScheduleName } from '../train/optim.js';
+import { defaultIO, parseFloatFlag, parseIntFlag, safeWrite, type CliIO } from './options.js';
+
+interface FinetuneFlags {
+  model: string;
+  data: string;
+  method: 'full' | 'lora';
+  optimizer: OptimizerName;
+  lr?: number;
+  steps?: number;
+  epochs?: number;
+  batchSize: number;
+  gradAccum: number;
+  maxSeqLen: number;
+  maxGradNorm: number;
+  warmup: number;
+  schedule: ScheduleName;
+  weightDecay: number;
+  seed: number;
+  shuffle: boolean;
+  pack?: boolean;
+  evalEvery: number;
+  out: string;
+  json?: boolean;
+}
+
+function choice<T extends string>(values: readonly T[]): (v: string) => T {
+  return (v: string) => {
+    if (!values.includes(v as T)) throw new InvalidArgumentError(`expected ${values.join(' or ')}.`);
+    return v as T;
+  };
+}
+
+/** One report as the --json line of the contract: {"step", "loss", "lr", "tokens", ...}. */
+export function reportJson(r: FinetuneReport): string {
+  if (r.type === 'eval') return JSON.stringify({ step: r.step, val_loss: r.valLoss, val_targets: r.valTargets });
+  return JSON.stringify({
+    step: r.step, loss: r.loss, lr: r.lr, tokens: r.tokens, targets: r.targets, grad_norm: r.gradNorm,
+    tokens_per_s: Math.round(r.tokensPerSecond * 10) / 10, elapsed_s: Math.round(r.elapsed * 1000) / 1000,
+  });
+}
+
+function reportText(r: FinetuneReport): string {
+  if (r.type === 'eval') return `step ${r.step}: validation loss ${r.valLoss.toFixed(4)} (${r.valTargets} targets)`;
+  return `step ${r.step}/${r.totalSteps}: loss ${r.loss.toFixed(4)}, lr ${r.lr.toExponential(2)}, grad norm ${r.gradNorm.toFixed(3)}, ${r.tokensPerSecond.toFixed(0)} tok/s`;
+}
+
+export function registerFinetuneCommand(program: Command, io: CliIO = defaultIO()): void {
+  const pos = (what: string) => parseFloatFlag((v) => v > 0, what);
+  program
+    .command('finetune')
+    .description('fine-tune a model on JSONL data (full or LoRA) and write the result')
+    .requiredOption('-m, --model <model>', 'model directory (Hugging Face layout), .gguf file, or "demo"')
+    .requiredOption('--data <path>', 'a .jsonl file ({"ids"}, {"text"}, {"messages"} or {"prompt","completion"} per line) or a directory with train.jsonl / valid.jsonl')
+    .requiredOption('--out <dir>', 'output directory')
+    .option('--method <method>', 'full or lora', choice(['full', 'lora'] as const), 'lora')
+    .option('--optimizer <name>', 'adamw or sgd', choice(['adamw', 'sgd'] as const), 'adamw')
+    .option('--lr <x>', 'peak learning rate (default 1e-5)', parseFloatFlag((v) => v >= 0, 'a number >= 0'))
+    .option('--steps <n>', 'optimizer steps', parseIntFlag(1))
+    .option('--epochs <n>', 'passes over the training data when --steps is not given (default 1)', pos('a number > 0'))
+    .option('--batch-size <n>', 'sequences per micro-batch', parseIntFlag(1), 1)
+    .option('--grad-accum <n>', 'micro-batches per optimizer step', parseIntFlag(1), 1)
+    .option('--max-seq-len <n>', 'longest sequence (longer ones are an error, or packed text is split)', parseIntFlag(2), 2048)
+    .option('--max-grad-norm <x>', 'clip the global gradient norm (0 = off)', parseFloatFlag((v) => v >= 0, 'a number >= 0'), 1)
+    .option('--warmup <n>', 'linear warmup steps', parseIntFlag(0), 0)
+    .option('--schedule <name>', 'constant, linear or cosine (after warmup)', choice(['constant', 'linear', 'cosine'] as const), 'constant')
+    .option('--weight-decay <x>', 'decoupled weight decay (never on norms)', parseFloatFlag((v) => v >= 0, 'a number >= 0'), 0)
+    .option('--seed <n>', 'random seed (shuffling, LoRA init, dropout)', parseIntFlag(0), 0)
+    .option('--no-shuffle', 'keep the file order')
+    .option('--pack', 'pack {"text"} examples into --max-seq-len sequences')
+    .option('--eval-every <n>', 'validation loss every N steps (needs valid.jsonl)', parseIntFlag(0), 0)
+    .option('--json', 'one JSON line per step and per evaluation')
+    .action(async (flags: FinetuneFlags) => {
+      if (flags.method === 'lora') throw new UsageError('--method lora is not available yet; use --method full');
+      const { model, tokenizer } = await loadTrainModel(flags.model);
+      const data = loadDataset(flags.data, tokenizer, { maxSeqLen: flags.maxSeqLen, pack: flags.pack, vocabSize: model.weights.embed.shape[0]! });
+      const reports = finetune(model, data, {
+        optimizer: flags.optimizer, lr: flags.lr, steps: flags.steps, epochs: flags.epochs, batchSize: flags.batchSize,
+        gradAccum: flags.gradAccum, maxGradNorm: flags.maxGradNorm, warmup: flags.warmup, schedule: flags.schedule,
+        weightDecay: flags.weightDecay, seed: flags.seed, shuffle: flags.shuffle, evalEvery: flags.evalEvery,
+      });
+      for await (const r of reports) safeWrite(io, (flags.json ? reportJson(r) : reportText(r)) + '\n');
+      saveFullModel(model, flags.out);
+      if (!flags.json) safeWrite(io, `wrote ${flags.out}\n`);
+    });
+}
