@@ -70,3 +70,7 @@ export { GemmaError, FormatError, ConfigError, TokenizerError, TemplateError, Mo
 
 // The package version (from package.json).
 export { VERSION } from './version.js';
+
+// Training: full fine-tuning with an exact backward pass (finetune is an async iterator of step reports).
+export { finetune, evaluateLoss, loadTrainModel, saveFullModel, loadDataset, TrainModel } from './train/index.js';
+export type { FinetuneOptions, FinetuneReport, StepReport, EvalReport, TrainExample, Dataset as TrainDataset, DataOptions as TrainDataOptions } from './train/index.js';
