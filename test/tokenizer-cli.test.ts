@@ -101,3 +101,21 @@ test('bad usage: typed errors naming the problem', async () => {
   await assert.rejects(run(['tokenize', '--tokenizer', spmModel, '--input', bad]), /bad\.jsonl:1 is not valid JSON/);
   await assert.rejects(run(['tokenize', '--tokenizer', path.join(tmp, 'nope'), '--text', 'x']), /does not exist/);
 });
+
+test('gemma tokenize --parse-special on a text beginning with <bos>: two BOS ids on stdout (as transformers.js), the notice on stderr', () => {
+  const ref = TokenizerLoader.fromPreTrained({
+    tokenizerJSON: JSON.parse(fs.readFileSync(path.join(gemini, 'tokenizer.json'), 'utf8')),
+    tokenizerConfig: JSON.parse(fs.readFileSync(path.join(gemini, 'tokenizer_config.json'), 'utf8')),
+  } as never) as unknown as Ref;
+  const text = '<bos><start_of_turn>user\nHi';
+  const bin = path.join(repoRoot(), 'bin', 'gemma.js');
+  const r = spawnSync(process.execPath, [bin, 'tokenize', '--tokenizer', gemini, '--text', text, '--parse-special'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(r.stdout.trim().split(',').map(Number), Array.from(ref.encode(text)));
+  assert.equal(r.stdout.trim().split(',').slice(0, 2).join(','), '2,2');
+  assert.match(r.stderr, /^note: .*2 BOS tokens/m);
+  // --no-bos: the text's own <bos> only, and nothing to warn about.
+  const nob = spawnSync(process.execPath, [bin, 'tokenize', '--tokenizer', gemini, '--text', text, '--parse-special', '--no-bos'], { encoding: 'utf8' });
+  assert.equal(nob.stdout.trim(), r.stdout.trim().split(',').slice(1).join(','));
+  assert.equal(nob.stderr, '');
+});

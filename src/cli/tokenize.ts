@@ -10,9 +10,12 @@ import { loadTokenizer } from '../tokenizer/load.js';
 export interface TokenizeIO {
   /** Where output goes (default: process.stdout). */
   write(text: string): void;
+  /** Where notices go, one line each (default: process.stderr as `note: ...`). */
+  notice?(text: string): void;
 }
 
 const stdoutIO: TokenizeIO = { write: (s) => void process.stdout.write(s) };
+const stderrNotice = (s: string): void => void process.stderr.write(`note: ${s}\n`);
 
 interface TokenizeOpts {
   tokenizer: string;
@@ -49,9 +52,10 @@ export function registerTokenizeCommands(program: Command, io: TokenizeIO = stdo
     .action(async (opts: TokenizeOpts) => {
       if ((opts.text === undefined) === (opts.input === undefined)) throw new UsageError('tokenize: give exactly one of --text or --input');
       const tok = await loadTokenizer(opts.tokenizer);
+      const notice = io.notice ?? stderrNotice;
       const enc = { addBos: opts.bos, parseSpecial: opts.parseSpecial === true };
       if (opts.text !== undefined) {
-        io.write(tok.encode(opts.text, enc).join(',') + '\n');
+        io.write(tok.encode(opts.text, { ...enc, onNotice: notice }).join(',') + '\n');
         return;
       }
       let content: string;
@@ -73,7 +77,8 @@ export function registerTokenizeCommands(program: Command, io: TokenizeIO = stdo
         if (typeof obj !== 'object' || obj === null || typeof (obj as { text?: unknown }).text !== 'string') {
           throw new UsageError(`tokenize: ${opts.input}:${i + 1} has no string "text" field`);
         }
-        out.push(JSON.stringify({ ids: tok.encode((obj as { text: string }).text, enc) }) + '\n');
+        const onNotice = (m: string): void => notice(`${opts.input}:${i + 1}: ${m}`);
+        out.push(JSON.stringify({ ids: tok.encode((obj as { text: string }).text, { ...enc, onNotice }) }) + '\n');
       });
       io.write(out.join(''));
     });

@@ -15,6 +15,10 @@ import { TokenizerError } from '../errors.js';
 import { MergeTable, bpeMerge } from './bpe.js';
 import type { DecodeOptions, EncodeOptions, StreamDecoder, Tokenizer } from './types.js';
 
+/** llama.cpp's doubled-BOS warning, reworded: the text began with <bos> and another was prepended. */
+export const DOUBLE_BOS_NOTICE =
+  'added a <bos> token to the prompt, but the prompt also starts with <bos>: the ids now start with 2 BOS tokens (as Hugging Face tokenizers and llama.cpp give). Pass addBos: false (--no-bos) if the text carries its own <bos>';
+
 /** SentencePiece piece types (the ModelProto enum; GGUF token_type uses the same numbers). */
 export const PieceType = {
   NORMAL: 1,
@@ -275,7 +279,10 @@ export class SentencePieceTokenizer implements Tokenizer {
         (id) => out.push(id),
       );
     }
-    if (addBos && this.bosId >= 0 && out[0] !== this.bosId) out.unshift(this.bosId);
+    if (addBos && this.bosId >= 0) {
+      if (out[0] === this.bosId) options.onNotice?.(DOUBLE_BOS_NOTICE);
+      out.unshift(this.bosId);
+    }
     return out;
   }
 

@@ -1,6 +1,10 @@
 /** What every part of gemma-ts needs from a tokenizer. */
 export interface EncodeOptions {
-  /** Prepend <bos> (default true). Never produces a double <bos>. */
+  /**
+   * Prepend <bos> (default true). Like Hugging Face tokenizers and llama.cpp, it is prepended even
+   * when the text itself begins with "<bos>" parsed as a special token (parseSpecial): the ids
+   * then start with two BOS, and `onNotice` is told.
+   */
   addBos?: boolean;
   /**
    * Recognize special/added tokens such as "<start_of_turn>" in the text (default false:
@@ -12,6 +16,11 @@ export interface EncodeOptions {
    * recognized (user content inside a rendered chat template).
    */
   plainRanges?: ReadonlyArray<readonly [number, number]>;
+  /**
+   * Called with a one-line message about a questionable input (today: a doubled <bos>, the
+   * warning llama.cpp prints). The library never prints; the CLI writes notices to stderr.
+   */
+  onNotice?: (message: string) => void;
 }
 
 export interface DecodeOptions {
