@@ -30,4 +30,20 @@ for (const b of builds) {
     process.exit(1);
   }
 }
+// The training kernels (src/train/wasm-matmul.ts): SIMD128 + threads, no relaxed SIMD (no FMA:
+// the same sums on every runtime).
+{
+  const trainOut = path.join(root, 'dist', 'src', 'train');
+  mkdirSync(trainOut, { recursive: true });
+  const { error, stderr } = await asc.main([
+    path.join(root, 'kernels', 'train.ts'), '-O3', '--noAssert', '--runtime', 'stub', '--importMemory', '--sharedMemory',
+    '--initialMemory', '1', '--maximumMemory', '65536', '--memoryBase', '1024', '--enable', 'simd,threads',
+    '--outFile', path.join(trainOut, 'train-kernels.wasm'),
+  ]);
+  if (error) {
+    console.error(stderr.toString());
+    console.error(`build-kernels: train-kernels.wasm failed: ${error.message}`);
+    process.exit(1);
+  }
+}
 console.log(`build-kernels: wrote ${builds.map((b) => b.file).join(', ')} to ${path.relative(root, outDir)}`);

@@ -33,6 +33,7 @@ interface FinetuneFlags {
   evalEvery: number;
   out: string;
   json?: boolean;
+  backend?: 'js' | 'wasm';
 }
 
 function choice<T extends string>(values: readonly T[]): (v: string) => T {
@@ -81,9 +82,10 @@ export function registerFinetuneCommand(program: Command, io: CliIO = defaultIO(
     .option('--pack', 'pack {"text"} examples into --max-seq-len sequences')
     .option('--eval-every <n>', 'validation loss every N steps (needs valid.jsonl)', parseIntFlag(0), 0)
     .option('--json', 'one JSON line per step and per evaluation')
+    .option('--backend <name>', 'matrix-product kernels: wasm (default, SIMD) or js (the f64-sum reference)', choice(['js', 'wasm'] as const))
     .action(async (flags: FinetuneFlags) => {
       if (flags.method === 'lora') throw new UsageError('--method lora is not available yet; use --method full');
-      const { model, tokenizer } = await loadTrainModel(flags.model);
+      const { model, tokenizer } = await loadTrainModel(flags.model, { backend: flags.backend });
       const data = loadDataset(flags.data, tokenizer, { maxSeqLen: flags.maxSeqLen, pack: flags.pack, vocabSize: model.weights.embed.shape[0]! });
       const reports = finetune(model, data, {
         optimizer: flags.optimizer, lr: flags.lr, steps: flags.steps, epochs: flags.epochs, batchSize: flags.batchSize,

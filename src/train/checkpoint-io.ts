@@ -12,11 +12,13 @@ import { writeSafetensors, type TensorToWrite } from '../formats/safetensors.js'
 import { resolveModelPath } from '../model/load.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
-import type { MatmulKernels } from './matmul.js';
+import { jsMatmul, type MatmulKernels } from './matmul.js';
+import { createWasmMatmul } from './wasm-matmul.js';
 import { openTrainSource, trainModelFromSource, type TrainModel } from './params.js';
 
 export interface LoadTrainOptions {
-  matmul?: MatmulKernels;
+  /** Matrix-product kernels: 'wasm' (default: WebAssembly SIMD), 'js' (the readable f64-sum reference), or your own. */
+  backend?: 'js' | 'wasm' | MatmulKernels;
   /** Allocate gradients for every parameter (full fine-tuning; default true). */
   trainable?: boolean;
   noTokenizer?: boolean;
@@ -27,7 +29,9 @@ export async function loadTrainModel(spec: string, options: LoadTrainOptions = {
   const p = resolveModelPath(spec);
   const opened = openTrainSource(p);
   try {
-    const model = trainModelFromSource(opened.source, opened.config, { path: p, format: opened.format, rawConfig: opened.rawConfig }, options);
+    const b = options.backend ?? 'wasm';
+    const matmul = b === 'js' ? jsMatmul : b === 'wasm' ? createWasmMatmul() : b;
+    const model = trainModelFromSource(opened.source, opened.config, { path: p, format: opened.format, rawConfig: opened.rawConfig }, { trainable: options.trainable, matmul });
     let tokenizer: Tokenizer | undefined;
     if (!options.noTokenizer) {
       const hasTok = opened.format === 'gguf' || ['tokenizer.json', 'tokenizer.model'].some((f) => fs.existsSync(path.join(p, f)));
