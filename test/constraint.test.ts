@@ -239,10 +239,7 @@ test('json_schema: accepts valid values, rejects invalid ones, and every random 
 
 test('json_schema: unsupported keywords and malformed schemas are UsageErrors naming the problem', () => {
   const cases: Array<[unknown, RegExp]> = [
-    [{ type: 'string', pattern: '^a' }, /"pattern"/],
-    [{ type: 'string', format: 'date-time' }, /"format"/],
-    [{ type: 'string', minLength: 2 }, /"minLength"/],
-    [{ type: 'object', properties: { a: { type: 'number', minimum: 0 } } }, /"minimum".*|at \/properties\/a/],
+    [{ type: 'object', properties: { a: { type: 'array', uniqueItems: true } } }, /at \/properties\/a: the keyword "uniqueItems" is not supported/],
     [{ type: 'array', uniqueItems: true }, /"uniqueItems"/],
     [{ type: 'array', prefixItems: [{}] }, /"prefixItems"/],
     [{ not: {} }, /"not"/],

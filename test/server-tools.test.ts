@@ -295,7 +295,7 @@ test('bad tools: 400 in OpenAI\'s shape naming the problem', async () => {
     [{ tools: [fn('bad name!')] }, 'tools', /tools\[0\]\.function\.name must be 1-64 characters/],
     [{ tools: [fn('x'.repeat(65))] }, 'tools', /tools\[0\]\.function\.name/],
     [{ tools: [fn('a'), fn('b'), fn('a')] }, 'tools', /tools\[2\]\.function\.name: the name "a" is declared twice/],
-    [{ tools: [fn('a', { type: 'object', properties: { s: { type: 'string', pattern: '^x' } } })] }, 'tools', /tools\[0\]\.function\.parameters at \/properties\/s: the keyword "pattern" is not supported/],
+    [{ tools: [fn('a', { type: 'object', properties: { s: { type: 'array', uniqueItems: true } } })] }, 'tools', /tools\[0\]\.function\.parameters at \/properties\/s: the keyword "uniqueItems" is not supported/],
     [{ tools: [fn('a', 'object')] }, 'tools', /parameters must be a JSON schema object/],
     [{ tools: [{ type: 'code_interpreter' }] }, 'tools', /only \{"type": "function"/],
     [{ tools: { a: 1 } }, 'tools', /tools must be an array/],

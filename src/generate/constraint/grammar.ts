@@ -3,8 +3,10 @@
  * and JSON-schema constrained output).
  *
  * A grammar is a set of rules; a rule is a list of alternatives; an alternative is a sequence of
- * elements: a byte-set terminal, a reference to a rule, or STR - a built-in JSON string body
- * (characters, escapes and strictly valid UTF-8 up to and including the closing quote). The
+ * elements: a byte-set terminal, a reference to a rule, STR - a built-in JSON string body
+ * (characters, escapes and strictly valid UTF-8 up to and including the closing quote), or a
+ * MACHINE - a byte machine (machine.ts: bounded numbers, constrained string bodies) that may end
+ * after any byte that leaves it in a final state. The
  * recognizer works like llama.cpp's grammar sampler: a state is a set of stacks, each stack a
  * list of grammar positions whose top is a terminal (or STR) waiting for the next byte.
  *
@@ -17,14 +19,16 @@
  * The caches are bounded (MAX_STATES); past the bound they are dropped and rebuilt on demand.
  */
 import { UsageError } from '../../errors.js';
+import type { ByteMachine } from './machine.js';
 
 /** Element kinds of the flattened grammar. */
 const END = 0;
 const TERM = 1;
 const REF = 2;
 const STR = 3;
+const MACHINE = 4;
 
-export type Elem = { kind: 'term'; set: number } | { kind: 'ref'; rule: number } | { kind: 'str'; sub: number };
+export type Elem = { kind: 'term'; set: number } | { kind: 'ref'; rule: number } | { kind: 'str'; sub: number } | { kind: 'machine'; machine: ByteMachine };
 
 // ---------------------------------------------------------------- the JSON string body automaton
 
@@ -172,6 +176,11 @@ export class GrammarBuilder {
     return { kind: 'str', sub };
   }
 
+  /** A byte machine (its state is the stack's sub-state; it starts in state 0). */
+  machine(m: ByteMachine): Elem {
+    return { kind: 'machine', machine: m };
+  }
+
   build(root: number): Grammar {
     const rules = this.rules.map((r, i) => {
       if (!r) throw new Error(`grammar rule ${this.names[i]} was declared but never defined`);
@@ -252,6 +261,7 @@ export class Grammar {
   /** Alternative start positions per rule. */
   private readonly altStarts: Int32Array[];
   private readonly sets: Uint8Array;
+  private readonly machines: ByteMachine[] = [];
   private readonly root: number;
   private rootKids = new Map<number, Stack>();
   private allStacks: Stack[] = [];
@@ -282,6 +292,11 @@ export class Grammar {
           } else if (e.kind === 'ref') {
             this.kind[p] = REF;
             this.arg[p] = e.rule;
+          } else if (e.kind === 'machine') {
+            let m = this.machines.indexOf(e.machine);
+            if (m < 0) m = this.machines.push(e.machine) - 1;
+            this.kind[p] = MACHINE;
+            this.arg[p] = m;
           } else {
             this.kind[p] = STR;
             this.arg[p] = e.sub;
@@ -357,7 +372,7 @@ export class Grammar {
 
   /** Hash-consed stack node. */
   private stack(pos: number, sub: number, parent: Stack | null): Stack {
-    const key = pos * 16 + sub;
+    const key = sub * this.kind.length + pos;
     let kids: Map<number, Stack>;
     if (parent === null) kids = this.rootKids;
     else kids = parent.kids ??= new Map();
@@ -384,6 +399,13 @@ export class Grammar {
         parent = parent.parent;
         continue;
       }
+      if (k === MACHINE) {
+        const m = this.machines[this.arg[pos]!]!;
+        if (m.live(0)) out.add(this.stack(pos, 0, parent));
+        if (!m.final(0)) return false;
+        pos++;
+        continue;
+      }
       if (k === TERM || k === STR) {
         // A STR element starts in its own sub-state (a string body may begin mid-character).
         out.add(this.stack(pos, k === STR ? this.arg[pos]! : 0, parent));
@@ -404,8 +426,16 @@ export class Grammar {
     let accept = false;
     for (const st of state.stacks) {
       const pos = st.pos;
-      if (this.kind[pos] === TERM) {
+      const k = this.kind[pos];
+      if (k === TERM) {
         if (this.sets[this.arg[pos]! * 256 + byte]) accept = this.expand(pos + 1, st.parent, out, 0) || accept;
+      } else if (k === MACHINE) {
+        const m = this.machines[this.arg[pos]!]!;
+        const r = m.next(st.sub, byte);
+        if (r >= 0) {
+          if (m.live(r)) out.add(this.stack(pos, r, st.parent));
+          if (m.final(r)) accept = this.expand(pos + 1, st.parent, out, 0) || accept;
+        }
       } else {
         const r = STR_NEXT[st.sub * 256 + byte]!;
         if (r === DONE) accept = this.expand(pos + 1, st.parent, out, 0) || accept;

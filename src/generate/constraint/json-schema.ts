@@ -16,28 +16,26 @@
  * with a single schema, nullable (OpenAPI), $ref to #, #/$defs/... and #/definitions/... (any
  * JSON pointer into the schema, recursion included), and the annotations (title, description,
  * default, examples, $schema, $id, $comment, deprecated, readOnly, writeOnly, $defs, definitions).
+ * Value keywords (keywords.ts, machine.ts): minimum / maximum / exclusiveMinimum /
+ * exclusiveMaximum (exact; bounded numbers are written in fixed point), multipleOf (integers),
+ * minLength / maxLength (code points), pattern (the regex.ts subset), format (date-time, date,
+ * time, uuid, email, ipv4).
  * Properties are written in their declared order; required ones always, optional ones may be
  * skipped; additional properties (when allowed) come after them, with plain-text names that
  * differ from the declared ones.
- * Every other keyword that constrains values (pattern, format, minLength, minimum, ...) is
+ * Every other keyword that constrains values (uniqueItems, patternProperties, not, ...) is
  * rejected with a UsageError naming it; unknown keywords are ignored, as JSON Schema says.
  */
 import { UsageError } from '../../errors.js';
 import { GrammarBuilder, strSubAfterLead, type Elem, type Grammar } from './grammar.js';
+import { boundedNumber, formatNode, FORMATS, type Bounds } from './keywords.js';
+import { compileRegex, intersectMachines, MultipleOfMachine, StringLengthMachine, TooComplexError, type ByteMachine } from './machine.js';
+import { parsePattern, RegexSyntaxError, type RegexNode } from './regex.js';
 
 export type JsonSchema = boolean | { [key: string]: unknown };
 
 /** Keywords that change validity and are not supported: rejected, never ignored. */
 const UNSUPPORTED = new Set([
-  'pattern',
-  'format',
-  'minLength',
-  'maxLength',
-  'minimum',
-  'maximum',
-  'exclusiveMinimum',
-  'exclusiveMaximum',
-  'multipleOf',
   'uniqueItems',
   'contains',
   'minContains',
@@ -70,6 +68,8 @@ type JsonType = (typeof TYPES)[number];
 /** Keywords that only make sense for one type (used to infer a missing `type`). */
 const OBJECT_KEYWORDS = ['properties', 'required', 'additionalProperties'];
 const ARRAY_KEYWORDS = ['items', 'minItems', 'maxItems'];
+const STRING_KEYWORDS = ['minLength', 'maxLength', 'pattern', 'format'];
+const NUMBER_KEYWORDS = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf'];
 
 /** Most rules one schema may compile to, and the largest minItems / maxItems honoured. */
 const MAX_RULES = 200_000;
@@ -215,7 +215,8 @@ class SchemaCompiler {
       schema = rest;
     }
     const keys = Object.keys(schema);
-    const constrains = (k: string): boolean => schema[k] !== undefined && (k === 'type' || k === 'nullable' || OBJECT_KEYWORDS.includes(k) || ARRAY_KEYWORDS.includes(k) || ['enum', 'const', 'anyOf', 'oneOf', 'allOf', '$ref'].includes(k));
+    const constrains = (k: string): boolean =>
+      schema[k] !== undefined && (k === 'type' || k === 'nullable' || [...OBJECT_KEYWORDS, ...ARRAY_KEYWORDS, ...STRING_KEYWORDS, ...NUMBER_KEYWORDS].includes(k) || ['enum', 'const', 'anyOf', 'oneOf', 'allOf', '$ref'].includes(k));
     const active = keys.filter(constrains);
 
     if (schema.nullable === true) {
@@ -249,11 +250,12 @@ class SchemaCompiler {
     let types: JsonType[];
     const t = schema.type;
     if (t === undefined) {
-      const obj = OBJECT_KEYWORDS.some((k) => k in schema);
-      const arr = ARRAY_KEYWORDS.some((k) => k in schema);
-      if (obj && arr) fail(path, 'object and array keywords without a "type"');
-      if (!obj && !arr) return this.anyValue();
-      types = [obj ? 'object' : 'array'];
+      // Type-specific keywords without a type: the value is of that type (a subset of what JSON Schema allows).
+      const kinds: Array<[JsonType, string[]]> = [['object', OBJECT_KEYWORDS], ['array', ARRAY_KEYWORDS], ['string', STRING_KEYWORDS], ['number', NUMBER_KEYWORDS]];
+      const found = kinds.filter(([, kws]) => kws.some((k) => schema[k] !== undefined));
+      if (found.length > 1) fail(path, `${found.map(([ty]) => ty).join(' and ')} keywords without a "type"`);
+      if (found.length === 0) return this.anyValue();
+      types = [found[0]![0]];
     } else {
       const list = Array.isArray(t) ? t : [t];
       if (list.length === 0) fail(path, '"type" must not be an empty array');
@@ -267,11 +269,10 @@ class SchemaCompiler {
   private typed(type: JsonType, schema: Record<string, unknown>, path: string): Elem {
     switch (type) {
       case 'string':
-        return this.string();
+        return this.constrainedString(schema, path);
       case 'number':
-        return this.number();
       case 'integer':
-        return this.integer();
+        return this.constrainedNumber(schema, path, type === 'integer');
       case 'boolean':
         return this.memo('boolean', () => this.b.rule('boolean', [this.b.literal('true'), this.b.literal('false')]));
       case 'null':
@@ -281,6 +282,105 @@ class SchemaCompiler {
       case 'array':
         return this.array(schema, path);
     }
+  }
+
+  /** A byte machine for a value keyword (UsageError when too large to compile). */
+  private machineFor(path: string, what: string, make: () => ByteMachine): ByteMachine {
+    try {
+      return make();
+    } catch (e) {
+      if (e instanceof TooComplexError) fail(path, `${what} is too complex to compile (${e.message})`);
+      throw e;
+    }
+  }
+
+  /** A string, under minLength / maxLength / pattern / format when given. */
+  private constrainedString(schema: Record<string, unknown>, path: string): Elem {
+    const length = (k: 'minLength' | 'maxLength', fallback: number): number => {
+      const v = schema[k];
+      if (v === undefined) return fallback;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) fail(path, `"${k}" must be an integer >= 0`);
+      return v;
+    };
+    const min = length('minLength', 0);
+    const max = length('maxLength', Infinity);
+    if (min > max) fail(path, '"minLength" is larger than "maxLength"');
+    const nodes: Array<[string, RegexNode]> = [];
+    if (schema.pattern !== undefined) {
+      const p = schema.pattern;
+      if (typeof p !== 'string') fail(path, '"pattern" must be a string');
+      try {
+        nodes.push([`"pattern" ${JSON.stringify(p)}`, parsePattern(p)]);
+      } catch (e) {
+        if (e instanceof RegexSyntaxError) fail(path, `"pattern" ${JSON.stringify(p)}: ${e.message} (supported: literals, ., classes, \\d \\w \\s, groups, |, ? * + {m,n}, ^ $)`);
+        throw e;
+      }
+    }
+    if (schema.format !== undefined) {
+      const f = schema.format;
+      const node = typeof f === 'string' ? formatNode(f) : undefined;
+      if (!node) fail(path, `the format ${JSON.stringify(f)} is not supported (supported: ${Object.keys(FORMATS).join(', ')})`);
+      nodes.push([`"format" "${f as string}"`, node]);
+    }
+    if (nodes.length === 0 && min === 0 && max === Infinity) return this.string();
+    const what = [...nodes.map(([w]) => w), ...(min > 0 || max < Infinity ? ['the length limits'] : [])].join(' with ');
+    const key = `string|${JSON.stringify([schema.pattern, schema.format, min, max])}`;
+    return this.memo(key, () => {
+      const m = this.machineFor(path, what, () => {
+        const ms: ByteMachine[] = nodes.map(([, n]) => compileRegex(n, 'json'));
+        if (min > 0 || max < Infinity) ms.push(new StringLengthMachine(min, max));
+        return ms.length === 1 ? ms[0]! : intersectMachines(ms);
+      });
+      if (!m.live(0) && !m.final(0)) fail(path, `no string satisfies ${what}`);
+      return this.b.rule(`${path}|string`, [[...this.b.literal('"'), this.b.machine(m), ...this.b.literal('"')]]);
+    });
+  }
+
+  /** A number or an integer, under the bounds and multipleOf when given. */
+  private constrainedNumber(schema: Record<string, unknown>, path: string, integer: boolean): Elem {
+    const bounds: Bounds = { lower: [], upper: [] };
+    const num = (k: string): number | undefined => {
+      const v = schema[k];
+      if (v === undefined) return undefined;
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(path, `"${k}" must be a number`);
+      return v;
+    };
+    // exclusiveMinimum / exclusiveMaximum: numbers (draft 6+) or booleans that modify minimum / maximum (draft 4).
+    for (const [k, ex, side] of [['minimum', 'exclusiveMinimum', bounds.lower], ['maximum', 'exclusiveMaximum', bounds.upper]] as const) {
+      const flag = schema[ex];
+      const v = num(k);
+      if (typeof flag === 'boolean') {
+        if (v !== undefined) side.push([v, flag]);
+      } else {
+        if (v !== undefined) side.push([v, false]);
+        const e = num(ex);
+        if (e !== undefined) side.push([e, true]);
+      }
+    }
+    let multiple: number | undefined;
+    if (schema.multipleOf !== undefined) {
+      const m = schema.multipleOf;
+      if (typeof m !== 'number' || !(m > 0) || !Number.isFinite(m)) fail(path, '"multipleOf" must be a number > 0');
+      if (!Number.isInteger(m)) fail(path, `"multipleOf" ${m} is not supported: only integer values are (the value is then an integer)`);
+      multiple = m;
+      // Multiples are integers (and stay exact below 2^53 when the text is parsed as a double).
+      integer = true;
+      bounds.lower.push([-Number.MAX_SAFE_INTEGER, false]);
+      bounds.upper.push([Number.MAX_SAFE_INTEGER, false]);
+    }
+    if (bounds.lower.length === 0 && bounds.upper.length === 0) return integer ? this.integer() : this.number();
+    const key = `${integer ? 'integer' : 'number'}|${JSON.stringify([bounds, multiple])}`;
+    return this.memo(key, () => {
+      const node = boundedNumber(bounds, integer);
+      const what = `${integer ? 'an integer' : 'a number'} within the bounds${multiple !== undefined ? ` and a multiple of ${multiple}` : ''}`;
+      if (!node) fail(path, `no ${what.replace(/^an? /, '')} exists (at most ${16} integer digits${integer ? '' : ' and 16 fraction digits'})`);
+      const m = this.machineFor(path, what, () => {
+        const range = compileRegex(node, 'raw');
+        return multiple === undefined ? range : intersectMachines([range, new MultipleOfMachine(multiple)]);
+      });
+      if (!m.live(0) && !m.final(0)) fail(path, `no ${what.replace(/^an? /, '')} exists`);
+      return this.b.machine(m);
+    });
   }
 
   private enumValue(schema: Record<string, unknown>, active: string[], path: string): Elem {
