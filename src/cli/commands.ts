@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { registerChatCommand } from './chat.js';
 import { registerConvertCommands } from './convert.js';
 import { registerFinetuneCommand } from './finetune.js';
+import { registerEvalCommand } from './eval.js';
 import { registerForwardCommand } from './forward.js';
 import { registerInfoCommand } from './info.js';
 import { registerPullCommand } from './pull.js';
@@ -24,4 +25,5 @@ export const ALL_COMMANDS: Array<(program: Command) => void> = [
   (p) => registerShieldCommands(p),
   (p) => registerSaeCommands(p),
   (p) => registerFinetuneCommand(p),
+  (p) => registerEvalCommand(p),
 ];

@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { listFiles, modelInfo, type ListFileEntry } from '@huggingface/hub';
+import { datasetInfo, listFiles, modelInfo, type ListFileEntry } from '@huggingface/hub';
 import { UsageError } from '../errors.js';
 import { HubError } from './errors.js';
 
@@ -71,6 +71,10 @@ export interface PullOptions {
   retries?: number;
   /** Abort and retry a request that delivers no bytes for this long (ms); default 60000. */
   stallTimeoutMs?: number;
+  /** 'dataset' pulls from a dataset repo (cached under <cacheDir>/datasets/); default 'model'. */
+  repoType?: 'model' | 'dataset';
+  /** Glob patterns that replace the checkpoint defaults (e.g. a dataset's parquet files). */
+  patterns?: string[];
   /** fetch to use (default: global fetch). */
   fetch?: typeof fetch;
 }
@@ -122,6 +126,13 @@ export function cachedModelPath(repo: string, options: { revision?: string; cach
 const REPO_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 /** Directory a pull of `repo` at `revision` writes to. */
+/** Directory a pull of dataset `repo` at `revision` writes to. */
+export function datasetCacheDir(repo: string, revision = 'main', cacheDir = defaultCacheDir()): string {
+  checkRepo(repo);
+  const [org, name] = repo.split('/') as [string, string];
+  return path.join(cacheDir, 'datasets', `${org}--${name}`, revisionDirName(revision));
+}
+
 export function modelCacheDir(repo: string, revision = 'main', cacheDir = defaultCacheDir()): string {
   checkRepo(repo);
   const [org, name] = repo.split('/') as [string, string];
@@ -173,32 +184,36 @@ export async function pullModel(repo: string, options: PullOptions = {}): Promis
   const endpoint = (options.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, '');
   if (!/^https?:\/\//.test(endpoint)) throw new UsageError(`Hub endpoint must be an http(s) URL, got "${endpoint}"`);
   const token = options.token ?? process.env.HF_TOKEN ?? process.env.HUGGING_FACE_HUB_TOKEN ?? undefined;
-  const dir = modelCacheDir(repo, revision, options.cacheDir ?? defaultCacheDir());
+  const repoType = options.repoType ?? 'model';
+  const dir = repoType === 'dataset' ? datasetCacheDir(repo, revision, options.cacheDir ?? defaultCacheDir()) : modelCacheDir(repo, revision, options.cacheDir ?? defaultCacheDir());
   const baseFetch = options.fetch ?? fetch;
   const signal = options.signal;
-  const ctx: Ctx = { repo, revision, endpoint, token, baseFetch, signal, lastErrorCode: undefined };
+  const ctx: Ctx = { repo, revision, endpoint, token, baseFetch, signal, lastErrorCode: undefined, repoType };
 
   // Resolve the revision to a commit and list its files (both through @huggingface/hub).
   const hubFetch = makeHubFetch(ctx);
   let commit: string | undefined;
   try {
-    const info = await modelInfo({ name: repo, revision, hubUrl: endpoint, fetch: hubFetch, additionalFields: ['sha'] });
+    const info =
+      repoType === 'dataset'
+        ? await datasetInfo({ name: repo, revision, hubUrl: endpoint, fetch: hubFetch, additionalFields: ['sha'] })
+        : await modelInfo({ name: repo, revision, hubUrl: endpoint, fetch: hubFetch, additionalFields: ['sha'] });
     commit = typeof info.sha === 'string' && /^[0-9a-f]{40}$/.test(info.sha) ? info.sha : undefined;
   } catch (e) {
     throw toHubError(e, ctx, 'resolving the revision');
   }
   const listed: ListFileEntry[] = [];
   try {
-    for await (const entry of listFiles({ repo: { type: 'model', name: repo }, revision: commit ?? revision, recursive: true, hubUrl: endpoint, fetch: hubFetch })) {
+    for await (const entry of listFiles({ repo: { type: repoType, name: repo }, revision: commit ?? revision, recursive: true, hubUrl: endpoint, fetch: hubFetch })) {
       if (entry.type === 'file') listed.push(entry);
     }
   } catch (e) {
     throw toHubError(e, ctx, 'listing files');
   }
-  const selected = selectFiles(listed, options.include ?? []);
+  const selected = options.patterns ? listed.filter((f) => options.patterns!.map(globToRegExp).some((r) => r.test(f.path))) : selectFiles(listed, options.include ?? []);
   if (selected.length === 0) {
     const some = listed.slice(0, 12).map((f) => f.path).join(', ');
-    throw new HubError('no-files', `${repo}@${revision} holds no Gemma checkpoint files (${some || 'the repo is empty'}${listed.length > 12 ? ', ...' : ''}); use --include GLOB to pick files`);
+    throw new HubError('no-files', `${repo}@${revision} holds no ${options.patterns ? `files matching ${options.patterns.join(', ')}` : 'Gemma checkpoint files'} (${some || 'the repo is empty'}${listed.length > 12 ? ', ...' : ''}); use --include GLOB to pick files`);
   }
   const files: ManifestFile[] = selected.map((f) => {
     const entry: ManifestFile = { path: f.path, size: f.lfs?.size ?? f.size };
@@ -249,6 +264,7 @@ interface Ctx {
   token: string | undefined;
   baseFetch: typeof fetch;
   signal: AbortSignal | undefined;
+  repoType: 'model' | 'dataset';
   /** X-Error-Code of the last failed Hub API answer (RepoNotFound, GatedRepo, RevisionNotFound ...). */
   lastErrorCode: string | undefined;
 }
@@ -294,7 +310,7 @@ function statusError(status: number, code: string | undefined, ctx: Ctx, what: s
   }
   if (code === 'RepoNotFound' || status === 404) {
     const hint = ctx.token ? '' : ' (if it is private, set HF_TOKEN)';
-    return new HubError('not-found', `model ${ctx.repo} was not found on ${ctx.endpoint}${hint}`, { status, cause });
+    return new HubError('not-found', `${ctx.repoType} ${ctx.repo} was not found on ${ctx.endpoint}${hint}`, { status, cause });
   }
   return new HubError('http', `${ctx.repo}: ${what} failed with HTTP ${status}`, { status, cause });
 }
@@ -367,7 +383,7 @@ async function isComplete(local: string, file: ManifestFile, previous: Manifest 
 
 function resolveUrl(ctx: Ctx, rev: string, repoPath: string): string {
   const encPath = repoPath.split('/').map(encodeURIComponent).join('/');
-  return `${ctx.endpoint}/${ctx.repo}/resolve/${encodeURIComponent(rev)}/${encPath}`;
+  return `${ctx.endpoint}/${ctx.repoType === 'dataset' ? 'datasets/' : ''}${ctx.repo}/resolve/${encodeURIComponent(rev)}/${encPath}`;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
