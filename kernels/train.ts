@@ -95,3 +95,157 @@ export function transpose(src: usize, dst: usize, rows: i32, cols: i32): void {
     for (let j = 0; j < cols; j++) store<f32>(dst + ((<usize>j * <usize>rows + <usize>i) << 2), load<f32>(s + (<usize>j << 2)));
   }
 }
+
+@inline function hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = f32x4.add(v128.shuffle<f32>(a, b, 0, 4, 1, 5), v128.shuffle<f32>(a, b, 2, 6, 3, 7));
+  const cd = f32x4.add(v128.shuffle<f32>(c, d, 0, 4, 1, 5), v128.shuffle<f32>(c, d, 2, 6, 3, 7));
+  return f32x4.add(v128.shuffle<f32>(ab, cd, 0, 1, 4, 5), v128.shuffle<f32>(ab, cd, 2, 3, 6, 7));
+}
+
+// C[r, j] = sum_k A[r, k] * B[j, k] (both row-major along k, K % 4 == 0) for r in [r0, r1),
+// j < m, m % 4 == 0: the forward product x W^T without a transposed copy. Tiles of 2 rows of A
+// x 4 rows of B (8 vector accumulators), B taken in panels of 32 rows so they stay in cache.
+export function gemm_nt(a: usize, b: usize, c: usize, r0: i32, r1: i32, m: i32, K: i32): void {
+  const rowB = <usize>K << 2;
+  const cRow = <usize>m << 2;
+  for (let j0 = 0; j0 < m; j0 += 32) {
+    const j1 = min(j0 + 32, m);
+    let r = r0;
+    for (; r + 2 <= r1; r += 2) {
+      const x0 = a + <usize>r * rowB, x1 = x0 + rowB;
+      for (let j = j0; j < j1; j += 4) {
+        const w0 = b + <usize>j * rowB, w1 = w0 + rowB, w2 = w1 + rowB, w3 = w2 + rowB;
+        let p0 = f32x4.splat(0), p1 = p0, p2 = p0, p3 = p0, q0 = p0, q1 = p0, q2 = p0, q3 = p0;
+        for (let o: usize = 0; o < rowB; o += 16) {
+          const u = v128.load(x0 + o), v = v128.load(x1 + o);
+          let w = v128.load(w0 + o); p0 = madd(u, w, p0); q0 = madd(v, w, q0);
+          w = v128.load(w1 + o); p1 = madd(u, w, p1); q1 = madd(v, w, q1);
+          w = v128.load(w2 + o); p2 = madd(u, w, p2); q2 = madd(v, w, q2);
+          w = v128.load(w3 + o); p3 = madd(u, w, p3); q3 = madd(v, w, q3);
+        }
+        v128.store(c + <usize>r * cRow + (<usize>j << 2), hsum4(p0, p1, p2, p3));
+        v128.store(c + <usize>(r + 1) * cRow + (<usize>j << 2), hsum4(q0, q1, q2, q3));
+      }
+    }
+    for (; r < r1; r++) {
+      const x0 = a + <usize>r * rowB;
+      for (let j = j0; j < j1; j += 4) {
+        const w0 = b + <usize>j * rowB, w1 = w0 + rowB, w2 = w1 + rowB, w3 = w2 + rowB;
+        let p0 = f32x4.splat(0), p1 = p0, p2 = p0, p3 = p0;
+        for (let o: usize = 0; o < rowB; o += 16) {
+          const u = v128.load(x0 + o);
+          p0 = madd(u, v128.load(w0 + o), p0);
+          p1 = madd(u, v128.load(w1 + o), p1);
+          p2 = madd(u, v128.load(w2 + o), p2);
+          p3 = madd(u, v128.load(w3 + o), p3);
+        }
+        v128.store(c + <usize>r * cRow + (<usize>j << 2), hsum4(p0, p1, p2, p3));
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- causal attention (GQA, window, soft-cap)
+// q [n, nHeads * hd], k / v [n, nKv * hd], out [n, nHeads * hd], lse [n * nHeads] (log-sum-exp of
+// each row's scores, for the backward); key s is visible from t when s0(t) <= s <= t, where
+// s0(t) = max(0, t - window + 1), moved forward past other documents when doc != 0 (i32 per token).
+// hd % 4 == 0. scratch: 3 * n f32.
+
+@inline function firstKey(t: i32, window: i32, doc: usize): i32 {
+  let s0 = t - window + 1;
+  if (s0 < 0) s0 = 0;
+  if (doc != 0) {
+    const d = load<i32>(doc + (<usize>t << 2));
+    while (load<i32>(doc + (<usize>s0 << 2)) != d) s0++;
+  }
+  return s0;
+}
+
+@inline function dot(a: usize, b: usize, hdB: usize): f32 {
+  let acc = f32x4.splat(0);
+  for (let i: usize = 0; i < hdB; i += 16) acc = madd(v128.load(a + i), v128.load(b + i), acc);
+  const s = f32x4.add(acc, v128.shuffle<f32>(acc, acc, 2, 3, 0, 1));
+  return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
+}
+
+export function attn_fwd(q: usize, k: usize, v: usize, out: usize, lse: usize, n: i32, nHeads: i32, nKv: i32, hd: i32, window: i32, scale: f32, cap: f32, doc: usize, scratch: usize): void {
+  const group = nHeads / nKv;
+  const hdB = <usize>hd << 2;
+  const qRow = <usize>(nHeads * hd) << 2, kvRow = <usize>(nKv * hd) << 2;
+  for (let t = 0; t < n; t++) {
+    const s0 = firstKey(t, window, doc);
+    for (let h = 0; h < nHeads; h++) {
+      const qp = q + <usize>t * qRow + <usize>h * hdB;
+      const ko = <usize>(h / group) * hdB;
+      let max: f32 = -Infinity;
+      for (let s = s0; s <= t; s++) {
+        let d = dot(qp, k + <usize>s * kvRow + ko, hdB) * scale;
+        if (cap > 0) d = cap * Mathf.tanh(d / cap);
+        store<f32>(scratch + (<usize>s << 2), d);
+        if (d > max) max = d;
+      }
+      let sum: f32 = 0;
+      for (let s = s0; s <= t; s++) {
+        const e = Mathf.exp(load<f32>(scratch + (<usize>s << 2)) - max);
+        store<f32>(scratch + (<usize>s << 2), e);
+        sum += e;
+      }
+      const inv = f32x4.splat(1 / sum);
+      const op = out + <usize>t * qRow + <usize>h * hdB;
+      for (let i: usize = 0; i < hdB; i += 16) {
+        let acc = f32x4.splat(0);
+        for (let s = s0; s <= t; s++) acc = madd(f32x4.splat(load<f32>(scratch + (<usize>s << 2))), v128.load(v + <usize>s * kvRow + ko + i), acc);
+        v128.store(op + i, f32x4.mul(acc, inv));
+      }
+      store<f32>(lse + ((<usize>t * <usize>nHeads + <usize>h) << 2), max + Mathf.log(sum));
+    }
+  }
+}
+
+// dq, dk, dv (zeroed by the host) from dout, recomputing each row's probabilities from lse.
+export function attn_bwd(q: usize, k: usize, v: usize, dout: usize, lse: usize, dq: usize, dk: usize, dv: usize, n: i32, nHeads: i32, nKv: i32, hd: i32, window: i32, scale: f32, cap: f32, doc: usize, scratch: usize): void {
+  const group = nHeads / nKv;
+  const hdB = <usize>hd << 2;
+  const qRow = <usize>(nHeads * hd) << 2, kvRow = <usize>(nKv * hd) << 2;
+  const pB = scratch, dpB = scratch + (<usize>n << 2), thB = dpB + (<usize>n << 2);
+  for (let t = 0; t < n; t++) {
+    const s0 = firstKey(t, window, doc);
+    for (let h = 0; h < nHeads; h++) {
+      const qp = q + <usize>t * qRow + <usize>h * hdB;
+      const gp = dout + <usize>t * qRow + <usize>h * hdB;
+      const dqp = dq + <usize>t * qRow + <usize>h * hdB;
+      const ko = <usize>(h / group) * hdB;
+      const l = load<f32>(lse + ((<usize>t * <usize>nHeads + <usize>h) << 2));
+      let D: f32 = 0;
+      for (let s = s0; s <= t; s++) {
+        const kp = k + <usize>s * kvRow + ko, vp = v + <usize>s * kvRow + ko, dvp = dv + <usize>s * kvRow + ko;
+        let d = dot(qp, kp, hdB) * scale;
+        if (cap > 0) {
+          const th = Mathf.tanh(d / cap);
+          store<f32>(thB + (<usize>s << 2), th);
+          d = cap * th;
+        }
+        const p = Mathf.exp(d - l);
+        const dp = dot(gp, vp, hdB);
+        store<f32>(pB + (<usize>s << 2), p);
+        store<f32>(dpB + (<usize>s << 2), dp);
+        D += p * dp;
+        const ps = f32x4.splat(p);
+        for (let i: usize = 0; i < hdB; i += 16) v128.store(dvp + i, madd(ps, v128.load(gp + i), v128.load(dvp + i)));
+      }
+      for (let s = s0; s <= t; s++) {
+        let ds = load<f32>(pB + (<usize>s << 2)) * (load<f32>(dpB + (<usize>s << 2)) - D);
+        if (cap > 0) {
+          const th = load<f32>(thB + (<usize>s << 2));
+          ds *= 1 - th * th;
+        }
+        const dsv = f32x4.splat(ds * scale);
+        const kp = k + <usize>s * kvRow + ko, dkp = dk + <usize>s * kvRow + ko;
+        for (let i: usize = 0; i < hdB; i += 16) {
+          v128.store(dqp + i, madd(dsv, v128.load(kp + i), v128.load(dqp + i)));
+          v128.store(dkp + i, madd(dsv, v128.load(qp + i), v128.load(dkp + i)));
+        }
+      }
+    }
+  }
+}

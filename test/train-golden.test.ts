@@ -38,7 +38,7 @@ for (const variant of GOLDEN_VARIANTS) {
       source.close();
       for (const seq of readGolden(variant).sequences) {
         const ids = seq.input_ids;
-        const xs = modelForward(model, sequenceContext(model.config, ids.length), ids);
+        const xs = modelForward(model, sequenceContext(model, ids.length), ids);
         const got = headLogits(model, xs[xs.length - 1]!, ids.length);
         const want = infer.forward(ids, infer.createCache(128), { allPositions: true }).logits;
         let worst = 0;

@@ -5,7 +5,7 @@
  * residual -> (post-norm) -> o_proj -> attention -> RoPE^T -> (QK-norm) -> q / k / v ->
  * input norm. Parameter gradients are accumulated (+=) into each Param's grad.
  */
-import { attentionShape, layerForward, modelForward, preMlpNorm, sequenceContext, type LayerActivations, type SequenceContext } from './forward.js';
+import { activationFloatsPerToken, attentionShape, layerForward, modelForward, preMlpNorm, sequenceContext, type LayerActivations, type SequenceContext } from './forward.js';
 import { headForwardBackward } from './loss.js';
 import { attentionBackward, gegluBackward, rmsNormBackward, ropeApply } from './ops.js';
 import type { TrainExample } from './data.js';
@@ -46,7 +46,8 @@ export function layerBackward(ctx: SequenceContext, L: TrainLayer, layer: number
   const dAtt = f(n * qDim);
   L.o.backward(dAttnOut, a.att, n, dAtt);
   const dq = f(n * qDim), dk = f(n * kvDim), dv = f(n * kvDim);
-  attentionBackward(a.q, a.k, a.v, dAtt, attentionShape(ctx, layer), dq, dk, dv);
+  const shape = attentionShape(ctx, layer);
+  if (!ctx.kernels.attentionBackward?.(a.q, a.k, a.v, dAtt, a.lse, shape, dq, dk, dv)) attentionBackward(a.q, a.k, a.v, dAtt, shape, dq, dk, dv);
   ropeApply(dq, n, c.numHeads, ctx.rope[layer]!, true);
   ropeApply(dk, n, c.numKvHeads, ctx.rope[layer]!, true);
   let dqRaw = dq, dkRaw = dk;
@@ -87,14 +88,18 @@ export interface SequenceLoss {
  */
 export function sequenceForwardBackward(model: TrainModel, ex: TrainExample, lossScale: number): SequenceLoss {
   const { ids, targets } = ex;
-  const ctx = sequenceContext(model.config, ids.length, ex.doc, ex.positions);
-  const xs = modelForward(model, ctx, ids);
+  const ctx = sequenceContext(model, ids.length, ex.doc, ex.positions);
+  // Gradient checkpointing unless every layer's activations fit the budget.
+  const bytes = 4 * ids.length * model.config.numLayers * activationFloatsPerToken(model.config);
+  const kept: LayerActivations[] | undefined = bytes <= model.activationBudget ? [] : undefined;
+  const xs = modelForward(model, ctx, ids, kept);
   const head = headForwardBackward(model, xs[xs.length - 1]!, ids, targets, lossScale);
   let dx = head.dx!;
   for (let i = model.config.numLayers - 1; i >= 0; i--) {
     const L = model.weights.layers[i]!;
-    const acts = layerForward(ctx, L, i, xs[i]!);
-    xs[i + 1] = new Float32Array(0); // the recomputed layer's output is not needed again
+    const acts = kept ? kept[i]! : layerForward(ctx, L, i, xs[i]!);
+    if (kept) kept.length = i; // release as we go
+    xs[i + 1] = new Float32Array(0);
     dx = layerBackward(ctx, L, i, acts, dx);
   }
   embedBackward(model, ids, dx);
@@ -104,7 +109,7 @@ export function sequenceForwardBackward(model: TrainModel, ex: TrainExample, los
 /** Loss only (no gradients): validation. */
 export function sequenceLoss(model: TrainModel, ex: TrainExample): SequenceLoss {
   const { ids, targets } = ex;
-  const ctx = sequenceContext(model.config, ids.length, ex.doc, ex.positions);
+  const ctx = sequenceContext(model, ids.length, ex.doc, ex.positions);
   const xs = modelForward(model, ctx, ids);
   const head = headForwardBackward(model, xs[xs.length - 1]!, ids, targets, undefined);
   return { lossSum: head.lossSum, count: head.count };

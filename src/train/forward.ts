@@ -8,11 +8,13 @@
  */
 import type { ModelConfig } from '../config/model-config.js';
 import { attentionForward, gegluForward, rmsNormForward, ropeApply, ropeTable, type AttentionShape, type RopeTable } from './ops.js';
+import type { MatmulKernels } from './matmul.js';
 import type { Param, TrainLayer, TrainModel } from './params.js';
 
 /** Per-sequence constants shared by every layer. */
 export interface SequenceContext {
   config: ModelConfig;
+  kernels: MatmulKernels;
   n: number;
   /** RoPE tables per layer (layers with the same base and scaling share one). */
   rope: RopeTable[];
@@ -20,7 +22,8 @@ export interface SequenceContext {
   doc?: Int32Array;
 }
 
-export function sequenceContext(config: ModelConfig, n: number, doc?: Int32Array, positions?: Int32Array): SequenceContext {
+export function sequenceContext(model: TrainModel, n: number, doc?: Int32Array, positions?: Int32Array): SequenceContext {
+  const config = model.config;
   const tables = new Map<string, RopeTable>();
   const rope = config.layers.map((lc) => {
     const key = `${lc.ropeTheta}/${lc.ropeScaling}`;
@@ -28,7 +31,7 @@ export function sequenceContext(config: ModelConfig, n: number, doc?: Int32Array
     if (!t) tables.set(key, (t = ropeTable(n, config.headDim, lc.ropeTheta, lc.ropeScaling, positions)));
     return t;
   });
-  return { config, n, rope, doc };
+  return { config, kernels: model.matmul, n, rope, doc };
 }
 
 /** Everything one layer's backward reads. Names follow gemma.ts. */
@@ -49,6 +52,8 @@ export interface LayerActivations {
   v: Float32Array;
   /** Concatenated head outputs [n, nHeads * headDim] (hook_z). */
   att: Float32Array;
+  /** Log-sum-exp of each (token, head) row of attention scores (fast kernels only). */
+  lse: Float32Array;
   /** o_proj output before the post-attention norm; its reciprocal RMS. */
   attnOut: Float32Array;
   attnRstd: Float32Array;
@@ -90,7 +95,7 @@ export function layerForward(ctx: SequenceContext, L: TrainLayer, layer: number,
   const f = (len: number) => new Float32Array(len);
   const a: LayerActivations = {
     x, h: f(n * H), hRstd: f(n), qRaw: f(n * qDim), kRaw: f(n * kvDim), qRstd: f(n * c.numHeads), kRstd: f(n * c.numKvHeads),
-    q: f(n * qDim), k: f(n * kvDim), v: f(n * kvDim), att: f(n * qDim), attnOut: f(n * H), attnRstd: f(n), x1: f(n * H),
+    q: f(n * qDim), k: f(n * kvDim), v: f(n * kvDim), att: f(n * qDim), lse: f(n * c.numHeads), attnOut: f(n * H), attnRstd: f(n), x1: f(n * H),
     h2: f(n * H), h2Rstd: f(n), gate: f(n * I), up: f(n * I), act: f(n * I), mlpOut: f(n * H), mlpRstd: f(n), out: f(n * H),
   };
 
@@ -108,7 +113,8 @@ export function layerForward(ctx: SequenceContext, L: TrainLayer, layer: number,
   }
   ropeApply(a.q, n, c.numHeads, ctx.rope[layer]!, false);
   ropeApply(a.k, n, c.numKvHeads, ctx.rope[layer]!, false);
-  attentionForward(a.q, a.k, a.v, attentionShape(ctx, layer), a.att);
+  const shape = attentionShape(ctx, layer);
+  if (!ctx.kernels.attention?.(a.q, a.k, a.v, shape, a.att, a.lse)) attentionForward(a.q, a.k, a.v, shape, a.att);
   L.o.forward(a.att, n, a.attnOut);
   let attnResidual = a.attnOut;
   if (c.sandwichNorms) {
@@ -146,10 +152,21 @@ export function embedForward(model: TrainModel, ids: readonly number[]): Float32
 
 /**
  * The residual stream through every layer, keeping each layer's input (gradient checkpoints):
- * returns [x_0 .. x_L], x_L being the input of the final norm.
+ * returns [x_0 .. x_L], x_L being the input of the final norm. With `keep`, every layer's
+ * activations are kept there too (no recomputation in the backward, when memory allows).
  */
-export function modelForward(model: TrainModel, ctx: SequenceContext, ids: readonly number[]): Float32Array[] {
+export function modelForward(model: TrainModel, ctx: SequenceContext, ids: readonly number[], keep?: LayerActivations[]): Float32Array[] {
   const xs = [embedForward(model, ids)];
-  model.weights.layers.forEach((L, i) => xs.push(layerForward(ctx, L, i, xs[i]!).out));
+  model.weights.layers.forEach((L, i) => {
+    const a = layerForward(ctx, L, i, xs[i]!);
+    keep?.push(a);
+    xs.push(a.out);
+  });
   return xs;
+}
+
+/** f32 values one layer's activations take per token (LayerActivations). */
+export function activationFloatsPerToken(c: ModelConfig): number {
+  const H = c.hiddenSize, qDim = c.numHeads * c.headDim, kvDim = c.numKvHeads * c.headDim;
+  return 10 * H + 3 * qDim + 3 * kvDim + 3 * c.intermediateSize + 2 + c.numHeads + c.numKvHeads;
 }

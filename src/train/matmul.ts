@@ -6,6 +6,8 @@
  * `jsMatmul` is the readable reference (f64 sums); ./wasm-matmul.ts implements the same
  * contract with WebAssembly SIMD kernels.
  */
+import type { AttentionShape } from './ops.js';
+
 export interface MatmulKernels {
   readonly name: string;
   /** y[n, out] = x[n, in] . W[out, in]^T (y is overwritten). */
@@ -14,6 +16,13 @@ export interface MatmulKernels {
   dyw(dy: Float32Array, w: Float32Array, n: number, inDim: number, outDim: number, dx: Float32Array): void;
   /** dW[out, in] += dy[n, out]^T . x[n, in]. */
   dytx(dy: Float32Array, x: Float32Array, n: number, inDim: number, outDim: number, dw: Float32Array): void;
+  /**
+   * Optional fast attention (else ./ops.ts's): out [n, nHeads * hd] and lse [n * nHeads], the
+   * log-sum-exp of each (token, head) row of scores, which the backward reads.
+   */
+  attention?(q: Float32Array, k: Float32Array, v: Float32Array, p: AttentionShape, out: Float32Array, lse: Float32Array): boolean;
+  /** dq, dk, dv (overwritten) of attention, from the forward's lse. */
+  attentionBackward?(q: Float32Array, k: Float32Array, v: Float32Array, dout: Float32Array, lse: Float32Array, p: AttentionShape, dq: Float32Array, dk: Float32Array, dv: Float32Array): boolean;
 }
 
 export const jsMatmul: MatmulKernels = {

@@ -94,6 +94,12 @@ export interface CheckpointInfo {
 /** The f32 training copy of a Gemma checkpoint. */
 export class TrainModel {
   readonly params: Param[];
+  /**
+   * Bytes of layer activations a sequence may keep from its forward pass to its backward; a
+   * longer sequence recomputes each layer from its saved input instead (gradient checkpointing).
+   * 0 = always recompute.
+   */
+  activationBudget = 256 * 1024 * 1024;
   private readonly byName: Map<string, Param>;
   constructor(
     readonly config: ModelConfig,
