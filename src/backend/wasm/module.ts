@@ -4,51 +4,19 @@
  * validates it (Node 20 needs `--experimental-wasm-relaxed-simd`, which we try to set through
  * v8.setFlagsFromString before compiling anything).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import v8 from 'node:v8';
 import { ModelError } from '../../errors.js';
+import { enableRelaxedSimd, kernelBytes, type KernelVariant } from '../../platform/kernels.js';
 
-export type KernelVariant = 'simd' | 'relaxed';
-
-function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(path.join(dir, 'package.json')) && existsSync(path.join(dir, 'kernels'))) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) break;
-    dir = up;
-  }
-  // Installed package without kernels/ sources: the .wasm files sit beside this module.
-  return '';
-}
-
-export function kernelPath(variant: KernelVariant): string {
-  const file = `kernels-${variant}.wasm`;
-  const here = path.join(path.dirname(fileURLToPath(import.meta.url)), file);
-  if (existsSync(here)) return here;
-  const root = packageRoot();
-  const built = root ? path.join(root, 'dist', 'src', 'backend', 'wasm', file) : here;
-  if (existsSync(built)) return built;
-  throw new ModelError(`WebAssembly kernels not built: ${built} is missing (run \`npm run build\` or \`node scripts/build-kernels.mjs\`)`);
-}
+export type { KernelVariant };
 
 let relaxedChecked: boolean | undefined;
 
 /** Whether this runtime compiles relaxed-SIMD modules (enabling the V8 flag if needed). */
 export function relaxedSimdAvailable(): boolean {
   if (relaxedChecked !== undefined) return relaxedChecked;
-  const bytes = readFileSync(kernelPath('relaxed'));
+  const bytes = kernelBytes('relaxed');
   let ok = WebAssembly.validate(bytes);
-  if (!ok) {
-    try {
-      v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
-      ok = WebAssembly.validate(bytes);
-    } catch {
-      ok = false;
-    }
-  }
+  if (!ok && enableRelaxedSimd()) ok = WebAssembly.validate(bytes);
   relaxedChecked = ok;
   return ok;
 }
@@ -58,7 +26,7 @@ const compiled = new Map<KernelVariant, Promise<WebAssembly.Module>>();
 export function compileKernels(variant: KernelVariant): Promise<WebAssembly.Module> {
   let p = compiled.get(variant);
   if (!p) {
-    const bytes = readFileSync(kernelPath(variant));
+    const bytes = kernelBytes(variant);
     p = WebAssembly.compile(bytes).catch((e: unknown) => {
       compiled.delete(variant);
       throw new ModelError(`cannot compile the ${variant} WebAssembly kernels: ${(e as Error).message}`, { cause: e });

@@ -13,8 +13,8 @@
  * Adding a memory (a new weight shard) sends it by postMessage and a "yield" command that lets the
  * workers return to their event loop to receive it.
  */
-import { Worker } from 'node:worker_threads';
 import { ModelError } from '../../errors.js';
+import { canBlock, spawnWorker, type PoolWorker } from '../../platform/threads.js';
 
 const GEN = 0;
 const DONE = 1;
@@ -30,9 +30,9 @@ const CMD_YIELD = -1;
 const CMD_EXIT = -2;
 const CHUNKS_PER_THREAD = 4;
 
+// The worker's script: platform/threads calls main(workerData, port) in Node and in browsers.
 const WORKER_SOURCE = `
-'use strict';
-const { parentPort, workerData } = require('node:worker_threads');
+function main(workerData, parentPort) {
 const { module, memories, ctlBuf, index, names, spin } = workerData;
 const ctl = new Int32Array(ctlBuf);
 const args = new Float64Array(ctlBuf, ${ARGS_OFFSET}, ${MAX_ARGS});
@@ -84,6 +84,7 @@ parentPort.on('message', (msg) => {
 });
 parentPort.postMessage('ready');
 loop();
+}
 `;
 
 type KernelFn = (...args: number[]) => void;
@@ -92,13 +93,13 @@ export class ThreadPool {
   readonly threads: number;
   private readonly ctl: Int32Array;
   private readonly args: Float64Array;
-  private readonly workers: Worker[];
+  private readonly workers: PoolWorker[];
   private readonly shards: KernelFn[][] = [];
   private disposed = false;
 
   private readonly names: readonly string[];
 
-  private constructor(threads: number, ctl: Int32Array, workers: Worker[], names: readonly string[]) {
+  private constructor(threads: number, ctl: Int32Array, workers: PoolWorker[], names: readonly string[]) {
     this.names = names;
     this.threads = threads;
     this.ctl = ctl;
@@ -107,24 +108,16 @@ export class ThreadPool {
   }
 
   static async create(module: WebAssembly.Module, memory: WebAssembly.Memory, threads: number, names: readonly string[], spin = 20000): Promise<ThreadPool> {
-    const ctlBuf = new SharedArrayBuffer(ARGS_OFFSET + 8 * MAX_ARGS);
+    // One thread needs no sharing (and a browser page that is not cross-origin isolated has no SharedArrayBuffer).
+    const ctlBytes = ARGS_OFFSET + 8 * MAX_ARGS;
+    const ctlBuf = threads > 1 ? new SharedArrayBuffer(ctlBytes) : new ArrayBuffer(ctlBytes);
     const ctl = new Int32Array(ctlBuf);
-    const workers: Worker[] = [];
-    const ready: Promise<void>[] = [];
-    for (let i = 1; i < threads; i++) {
-      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { module, memories: [memory], ctlBuf, index: i, names, spin } });
-      ready.push(
-        new Promise<void>((resolve, reject) => {
-          w.once('message', () => resolve());
-          w.once('error', (e) => reject(new ModelError(`wasm worker ${i} failed to start: ${e.message}`, { cause: e })));
-        }),
-      );
-      workers.push(w);
-    }
+    const workers: PoolWorker[] = [];
+    for (let i = 1; i < threads; i++) workers.push(spawnWorker(WORKER_SOURCE, { module, memories: [memory], ctlBuf, index: i, names, spin }));
     try {
-      await Promise.all(ready);
+      await Promise.all(workers.map((w, i) => w.ready.catch((e: Error) => Promise.reject(new ModelError(`wasm worker ${i + 1} failed to start: ${e.message}`, { cause: e })))));
     } catch (e) {
-      for (const w of workers) void w.terminate();
+      for (const w of workers) w.terminate();
       throw e;
     }
     for (const w of workers) w.unref();
@@ -208,7 +201,7 @@ export class ThreadPool {
     for (;;) {
       const d = Atomics.load(c, COMPLETED);
       if (d >= n) break;
-      if (++spins > 20000) Atomics.wait(c, COMPLETED, d, 100);
+      if (++spins > 20000 && canBlock) Atomics.wait(c, COMPLETED, d, 100);
     }
     if (Atomics.load(c, FAILED)) {
       Atomics.store(c, FAILED, 0);
@@ -236,7 +229,7 @@ export class ThreadPool {
     for (;;) {
       const d = Atomics.load(c, DONE);
       if (d >= want) break;
-      if (++spins > 100000) Atomics.wait(c, DONE, d, 100);
+      if (++spins > 100000 && canBlock) Atomics.wait(c, DONE, d, 100);
     }
     if (Atomics.load(c, FAILED)) {
       Atomics.store(c, FAILED, 0);
@@ -252,6 +245,6 @@ export class ThreadPool {
     if (this.disposed) return;
     this.disposed = true;
     if (this.workers.length > 0) this.signal(CMD_EXIT);
-    for (const w of this.workers) void w.terminate();
+    for (const w of this.workers) w.terminate();
   }
 }
