@@ -36,31 +36,43 @@ interface StFile {
   metadata: Record<string, string>;
 }
 
-function parseHeader(file: StFile, tensors: Map<string, StTensor>): void {
-  const where = file.path;
-  if (file.size < 8) throw new FormatError(`${where}: file is ${file.size} bytes, too short for a safetensors header`);
-  const lenBuf = Buffer.alloc(8);
-  fs.readSync(file.fd, lenBuf, 0, 8, 0);
-  const headerLen = lenBuf.readBigUInt64LE(0);
-  if (headerLen > BigInt(file.size - 8)) throw new FormatError(`${where}: header length ${headerLen} exceeds the file size ${file.size}`);
+/** A tensor located in one safetensors file: its info and absolute byte offset. */
+export interface SafetensorsEntry extends TensorInfo {
+  offset: number;
+}
+
+/**
+ * Validate the 8-byte length prefix of a file of `fileSize` bytes: returns the header's JSON byte
+ * length (the tensor data starts at 8 + that).
+ */
+export function safetensorsHeaderLength(where: string, prefix: Uint8Array, fileSize: number): number {
+  if (fileSize < 8 || prefix.byteLength < 8) throw new FormatError(`${where}: file is ${fileSize} bytes, too short for a safetensors header`);
+  const headerLen = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
+  if (headerLen > BigInt(fileSize - 8)) throw new FormatError(`${where}: header length ${headerLen} exceeds the file size ${fileSize}`);
   if (headerLen > BigInt(MAX_HEADER_BYTES)) throw new FormatError(`${where}: header length ${headerLen} is unreasonably large`);
-  const n = Number(headerLen);
-  const headerBuf = Buffer.alloc(n);
-  fs.readSync(file.fd, headerBuf, 0, n, 8);
+  return Number(headerLen);
+}
+
+/**
+ * Parse and validate a safetensors header (the JSON bytes after the length prefix) of a file of
+ * `fileSize` bytes. Adds the __metadata__ strings to `metadata`; returns the tensors in header order.
+ */
+export function parseSafetensorsHeader(where: string, headerBytes: Uint8Array, fileSize: number, metadata: Record<string, string> = {}): SafetensorsEntry[] {
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBuf));
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
   } catch (e) {
     throw new FormatError(`${where}: header is not valid UTF-8 JSON (${(e as Error).message})`);
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) throw new FormatError(`${where}: header must be a JSON object`);
-  const dataStart = 8 + n;
-  const dataLen = file.size - dataStart;
+  const dataStart = 8 + headerBytes.byteLength;
+  const dataLen = fileSize - dataStart;
   const spans: Array<[number, number, string]> = [];
+  const entries: SafetensorsEntry[] = [];
   for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (typeof value !== 'object' || value === null) throw new FormatError(`${where}: __metadata__ must be an object`);
-      for (const [k, v] of Object.entries(value)) if (typeof v === 'string') file.metadata[k] = v;
+      for (const [k, v] of Object.entries(value)) if (typeof v === 'string') metadata[k] = v;
       continue;
     }
     const t = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
@@ -80,13 +92,26 @@ function parseHeader(file: StFile, tensors: Map<string, StTensor>): void {
     if (count * st.bytes !== end - begin) {
       throw new FormatError(`${where}: tensor "${name}": ${t.dtype} x shape [${(t.shape as number[]).join(', ')}] needs ${count * st.bytes} bytes but data_offsets span ${end - begin}`);
     }
-    if (tensors.has(name)) throw new FormatError(`${where}: tensor "${name}" appears in more than one shard`);
     spans.push([begin, end, name]);
-    tensors.set(name, { name, dtype: st.dtype, shape: t.shape as number[], byteLength: end - begin, file, offset: dataStart + begin });
+    entries.push({ name, dtype: st.dtype, shape: t.shape as number[], byteLength: end - begin, offset: dataStart + begin });
   }
   spans.sort((a, b) => a[0] - b[0]);
   for (let i = 1; i < spans.length; i++) {
     if (spans[i]![0] < spans[i - 1]![1]) throw new FormatError(`${where}: tensors "${spans[i - 1]![2]}" and "${spans[i]![2]}" overlap`);
+  }
+  return entries;
+}
+
+function parseHeader(file: StFile, tensors: Map<string, StTensor>): void {
+  const where = file.path;
+  const lenBuf = new Uint8Array(8);
+  if (file.size >= 8) fs.readSync(file.fd, lenBuf, 0, 8, 0);
+  const n = safetensorsHeaderLength(where, lenBuf, file.size);
+  const headerBuf = new Uint8Array(n);
+  fs.readSync(file.fd, headerBuf, 0, n, 8);
+  for (const e of parseSafetensorsHeader(where, headerBuf, file.size, file.metadata)) {
+    if (tensors.has(e.name)) throw new FormatError(`${where}: tensor "${e.name}" appears in more than one shard`);
+    tensors.set(e.name, { ...e, file });
   }
 }
 

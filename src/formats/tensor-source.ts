@@ -24,6 +24,11 @@ export interface TensorSource {
   list(): TensorInfo[];
   get(name: string): TensorInfo | undefined;
   read(name: string): Uint8Array;
+  /**
+   * Optional: read asynchronously. Sources whose bytes arrive asynchronously (HTTP, browser
+   * Blobs) implement it and may throw from `read`; the model loader prefers it when present.
+   */
+  readAsync?(name: string): Promise<Uint8Array>;
   /** True when RMSNorm weights are stored as (1 + w), as GGUF files do; false for HF (w). */
   readonly normWeightsIncludeOne: boolean;
   close(): void;

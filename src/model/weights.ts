@@ -45,7 +45,12 @@ export function detectPrefix(source: TensorSource): string {
   throw new ModelError('checkpoint has no embed_tokens.weight tensor: not a Gemma text model');
 }
 
-export function loadWeights(source: TensorSource, config: ModelConfig, backend: Backend, options: LoadWeightsOptions = {}): GemmaWeights {
+/** Stored bytes of a tensor: through readAsync where the source has it (HTTP, browser Blobs), else read. */
+function readTensor(source: TensorSource, name: string): Promise<Uint8Array> {
+  return source.readAsync ? source.readAsync(name) : Promise.resolve(source.read(name));
+}
+
+export async function loadWeights(source: TensorSource, config: ModelConfig, backend: Backend, options: LoadWeightsOptions = {}): Promise<GemmaWeights> {
   const prefix = detectPrefix(source);
   const total = source.list().reduce((a, t) => a + t.byteLength, 0);
   let done = 0;
@@ -63,9 +68,9 @@ export function loadWeights(source: TensorSource, config: ModelConfig, backend: 
     return info;
   };
 
-  const matrix = (name: string, rows: number, cols: number): Matrix => {
+  const matrix = async (name: string, rows: number, cols: number): Promise<Matrix> => {
     const info = expectShape(name, [rows, cols]);
-    const data = source.read(prefix + name);
+    const data = await readTensor(source, prefix + name);
     progress(data.byteLength);
     return backend.prepareMatrix({ dtype: info.dtype, rows, cols, data });
   };
@@ -74,21 +79,26 @@ export function loadWeights(source: TensorSource, config: ModelConfig, backend: 
    * Matrices stacked along rows ([rows_0 + rows_1 + ..., cols]) as one backend matrix when the
    * backend can (prepareStacked) and they share a dtype: decoding reads them in one kernel call.
    */
-  const stacked = (parts: Array<{ name: string; rows: number }>, cols: number): Matrix[] => {
+  const stacked = async (parts: Array<{ name: string; rows: number }>, cols: number): Promise<Matrix[]> => {
     const infos = parts.map((p) => expectShape(p.name, [p.rows, cols]));
     const dtype = infos[0]!.dtype;
-    if (!backend.prepareStacked || infos.some((i) => i.dtype !== dtype)) return parts.map((p) => matrix(p.name, p.rows, cols));
-    const weights = parts.map((p) => {
-      const data = source.read(prefix + p.name);
+    const out: Matrix[] = [];
+    if (!backend.prepareStacked || infos.some((i) => i.dtype !== dtype)) {
+      for (const p of parts) out.push(await matrix(p.name, p.rows, cols));
+      return out;
+    }
+    const weights = [];
+    for (const p of parts) {
+      const data = await readTensor(source, prefix + p.name);
       progress(data.byteLength);
-      return { dtype, rows: p.rows, cols, data };
-    });
+      weights.push({ dtype, rows: p.rows, cols, data });
+    }
     return [backend.prepareStacked(weights)];
   };
 
-  const norm = (name: string, dim: number): Float32Array => {
+  const norm = async (name: string, dim: number): Promise<Float32Array> => {
     const info = expectShape(name, [dim]);
-    const data = source.read(prefix + name);
+    const data = await readTensor(source, prefix + name);
     progress(data.byteLength);
     const out = new Float32Array(dim);
     if (info.dtype === 'f32') out.set(new Float32Array(data.buffer, data.byteOffset, dim));
@@ -106,16 +116,16 @@ export function loadWeights(source: TensorSource, config: ModelConfig, backend: 
     throw new ModelError(`embed_tokens.weight has shape [${embedInfo.shape.join(', ')}], expected [vocab, ${c.hiddenSize}]`);
   }
   if (tableRows < c.vocabSize) throw new ModelError(`embedding table has ${tableRows} rows but vocab_size is ${c.vocabSize}`);
-  const embed = matrix('embed_tokens.weight', tableRows, c.hiddenSize);
+  const embed = await matrix('embed_tokens.weight', tableRows, c.hiddenSize);
   const qDim = c.numHeads * c.headDim;
   const kvDim = c.numKvHeads * c.headDim;
   const layers: LayerWeights[] = [];
   for (let i = 0; i < c.numLayers; i++) {
     const p = `layers.${i}.`;
     const layer: LayerWeights = {
-      inputNorm: norm(p + 'input_layernorm.weight', c.hiddenSize),
-      postAttnNorm: norm(p + 'post_attention_layernorm.weight', c.hiddenSize),
-      qkv: stacked(
+      inputNorm: await norm(p + 'input_layernorm.weight', c.hiddenSize),
+      postAttnNorm: await norm(p + 'post_attention_layernorm.weight', c.hiddenSize),
+      qkv: await stacked(
         [
           { name: p + 'self_attn.q_proj.weight', rows: qDim },
           { name: p + 'self_attn.k_proj.weight', rows: kvDim },
@@ -123,26 +133,26 @@ export function loadWeights(source: TensorSource, config: ModelConfig, backend: 
         ],
         c.hiddenSize,
       ),
-      o: matrix(p + 'self_attn.o_proj.weight', c.hiddenSize, qDim),
-      gateUp: stacked(
+      o: await matrix(p + 'self_attn.o_proj.weight', c.hiddenSize, qDim),
+      gateUp: await stacked(
         [
           { name: p + 'mlp.gate_proj.weight', rows: c.intermediateSize },
           { name: p + 'mlp.up_proj.weight', rows: c.intermediateSize },
         ],
         c.hiddenSize,
       ),
-      down: matrix(p + 'mlp.down_proj.weight', c.hiddenSize, c.intermediateSize),
+      down: await matrix(p + 'mlp.down_proj.weight', c.hiddenSize, c.intermediateSize),
     };
     if (c.sandwichNorms) {
-      layer.preFfnNorm = norm(p + 'pre_feedforward_layernorm.weight', c.hiddenSize);
-      layer.postFfnNorm = norm(p + 'post_feedforward_layernorm.weight', c.hiddenSize);
+      layer.preFfnNorm = await norm(p + 'pre_feedforward_layernorm.weight', c.hiddenSize);
+      layer.postFfnNorm = await norm(p + 'post_feedforward_layernorm.weight', c.hiddenSize);
     }
     if (c.qkNorm) {
-      layer.qNorm = norm(p + 'self_attn.q_norm.weight', c.headDim);
-      layer.kNorm = norm(p + 'self_attn.k_norm.weight', c.headDim);
+      layer.qNorm = await norm(p + 'self_attn.q_norm.weight', c.headDim);
+      layer.kNorm = await norm(p + 'self_attn.k_norm.weight', c.headDim);
     }
     layers.push(layer);
   }
-  const finalNorm = norm('norm.weight', c.hiddenSize);
+  const finalNorm = await norm('norm.weight', c.hiddenSize);
   return { embed, layers, finalNorm };
 }

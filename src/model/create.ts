@@ -1,0 +1,103 @@
+/**
+ * The platform-free half of loading: choosing a backend, reading an open TensorSource into a
+ * GemmaModel and describing it. load.ts (files, Node) and platform/web-load.ts (URLs, Blobs,
+ * browsers) open checkpoints and call assembleModel.
+ */
+import type { Backend } from '../backend/backend.js';
+import { createJsBackend } from '../backend/js/index.js';
+import type { ModelConfig } from '../config/model-config.js';
+import { GemmaError, ModelError } from '../errors.js';
+import type { TensorSource } from '../formats/tensor-source.js';
+import type { Tokenizer } from '../tokenizer/types.js';
+import { GemmaModel } from './gemma.js';
+import type { KVType } from './kv-cache.js';
+import type { LanguageModel } from './types.js';
+import { loadWeights } from './weights.js';
+
+export type BackendName = 'js' | 'wasm';
+
+export interface LoadOptions {
+  /** Compute backend (default 'wasm': WebAssembly SIMD + threads; 'js' is the readable reference). */
+  backend?: BackendName | Backend;
+  threads?: number;
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** Default context size of caches the model creates. */
+  contextSize?: number;
+  /** Tokens per forward chunk. */
+  chunkSize?: number;
+  /** KV cache element type (default 'f32'; 'f16' halves its memory on the wasm backend, as llama.cpp does). */
+  kvType?: KVType;
+  /** Skip loading the tokenizer even when the checkpoint has one. */
+  noTokenizer?: boolean;
+}
+
+export interface LoadedModel {
+  model: LanguageModel;
+  tokenizer: Tokenizer | undefined;
+  config: ModelConfig;
+  path: string;
+  format: 'safetensors' | 'gguf';
+  /** dtype -> number of tensors stored in it. */
+  dtypes: Record<string, number>;
+  weightBytes: number;
+  notices: string[];
+}
+
+/** What loadModel would report, from the headers only: no weights are read (for `gemma info`). */
+export type ModelDescription = Omit<LoadedModel, 'model'>;
+
+export async function createBackend(choice: LoadOptions['backend'], threads: number | undefined): Promise<Backend> {
+  if (choice && typeof choice === 'object') return choice;
+  if (choice === 'js') return createJsBackend();
+  if (choice === 'wasm' || choice === undefined) {
+    // Loaded lazily: js-only users never compile the kernels.
+    const { createWasmBackend } = await import('../backend/wasm/index.js');
+    return createWasmBackend(threads !== undefined ? { threads } : {});
+  }
+  throw new ModelError(`unknown backend "${String(choice)}" (expected js or wasm)`);
+}
+
+/** A checkpoint whose headers are read: the weights are still in the source. */
+export interface OpenedCheckpoint {
+  source: TensorSource;
+  config: ModelConfig;
+  notices: string[];
+  format: 'safetensors' | 'gguf';
+}
+
+export function tensorStats(source: TensorSource): { dtypes: Record<string, number>; weightBytes: number } {
+  const dtypes: Record<string, number> = {};
+  let weightBytes = 0;
+  for (const t of source.list()) {
+    dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
+    weightBytes += t.byteLength;
+  }
+  return { dtypes, weightBytes };
+}
+
+/** Read an opened checkpoint's weights into a model on the chosen backend (the caller closes the source). */
+export async function assembleModel(ck: OpenedCheckpoint, tokenizer: Tokenizer | undefined, where: string, options: LoadOptions): Promise<LoadedModel> {
+  try {
+    const backend = await createBackend(options.backend, options.threads);
+    const { dtypes, weightBytes } = tensorStats(ck.source);
+    const vocab = Math.min(tokenizer?.vocabSize ?? ck.config.vocabSize, ck.config.vocabSize);
+    const model = await createModel(ck.source, ck.config, { ...options, backend, vocabSize: vocab });
+    const notices = [...ck.notices];
+    if (options.kvType === 'f16' && !(backend.allocF16 && backend.writeF16)) notices.push(`the ${backend.name} backend keeps the KV cache in f32 (an f16 cache needs the wasm backend)`);
+    return { model, tokenizer, config: ck.config, path: where, format: ck.format, dtypes, weightBytes, notices };
+  } catch (e) {
+    if (e instanceof GemmaError) throw e;
+    throw new ModelError(`failed to load ${where}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** Build a model from an open TensorSource (the source may be closed afterwards). */
+export async function createModel(
+  source: TensorSource,
+  config: ModelConfig,
+  options: LoadOptions & { vocabSize?: number } = {},
+): Promise<GemmaModel> {
+  const backend = await createBackend(options.backend, options.threads);
+  const weights = await loadWeights(source, config, backend, { onProgress: options.onProgress });
+  return new GemmaModel(config, weights, backend, { vocabSize: options.vocabSize, contextSize: options.contextSize, chunkSize: options.chunkSize, kvType: options.kvType });
+}
