@@ -1,0 +1,154 @@
+/**
+ * The web build (dist/web/index.js) in real headless Chromium (Debian's /usr/bin/chromium driven by
+ * playwright-core): the demo model loads from a local static server with and without COOP / COEP,
+ * greedy generation gives the same tokens as Node, a second load comes from the Cache API without
+ * a network request, File objects load too, and the bundle has no `node:` import.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { encodeChat } from '../src/tokenizer/chat.js';
+import { loadModel } from '../src/model/load.js';
+import { generate } from '../src/generate/generate.js';
+import { packageRoot } from '../src/util/package-root.js';
+import { startStaticServer, type StaticServer } from './web-static.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ROOT = packageRoot();
+const BUNDLE = path.join(ROOT, 'dist', 'web', 'index.js');
+const MESSAGES = [{ role: 'user' as const, content: 'Hello, who are you?' }];
+const MAX_TOKENS = 16;
+
+let browser: Browser;
+let plain: StaticServer;
+let isolated: StaticServer;
+let nodeIds: number[];
+
+before(async () => {
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium package (apt-get install -y chromium)`);
+  execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build-web.mjs')], { stdio: 'pipe' });
+  const mounts = { '/dist/web/': path.join(ROOT, 'dist', 'web'), '/models/demo/': path.join(ROOT, 'models', 'demo'), '/': path.join(ROOT, 'test', 'fixtures', 'web') };
+  plain = await startStaticServer(mounts);
+  isolated = await startStaticServer(mounts, { isolated: true });
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  // The reference: the Node library on the same backend.
+  const { model, tokenizer } = await loadModel('demo', { backend: 'wasm', threads: 1 });
+  nodeIds = [];
+  for await (const c of generate(model, tokenizer, encodeChat(tokenizer!, MESSAGES), { maxTokens: MAX_TOKENS, temperature: 0, ignoreEos: true })) if (c.id >= 0) nodeIds.push(c.id);
+  model.dispose?.();
+  assert.equal(nodeIds.length, MAX_TOKENS);
+});
+
+after(async () => {
+  await browser?.close();
+  await plain?.close();
+  await isolated?.close();
+});
+
+interface PageRun {
+  ids: number[];
+  notices: string[];
+  isolated: boolean;
+  threads: number | undefined;
+  backend: string;
+  downloads: Array<{ url: string; fromCache: boolean }>;
+  text: string;
+}
+
+/** In the page: load the model (from a URL, or from File objects fetched first) and generate greedily. */
+async function runInPage(page: Page, options: { files?: boolean } = {}): Promise<PageRun> {
+  return page.evaluate(
+    async ({ messages, maxTokens, files }) => {
+      const g = await import(/* the bundle, served by the page's origin */ '/dist/web/index.js' as string);
+      const downloads: Array<{ url: string; fromCache: boolean }> = [];
+      let input: unknown = '/models/demo/';
+      if (files) {
+        const names = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors'];
+        input = await Promise.all(names.map(async (n) => new File([await (await fetch(`/models/demo/${n}`)).blob()], n)));
+      }
+      const loaded = await g.loadModel(input, { backend: 'wasm', onDownloadProgress: (p: { url: string; fromCache: boolean }) => downloads.push({ url: p.url, fromCache: p.fromCache }) });
+      const ids: number[] = [];
+      let text = '';
+      const prompt = g.encodeChat(loaded.tokenizer, messages);
+      for await (const c of g.generate(loaded.model, loaded.tokenizer, prompt, { maxTokens, temperature: 0, ignoreEos: true })) {
+        if (c.id >= 0) ids.push(c.id);
+        text += c.text;
+      }
+      const backend = (loaded.model as { backend: { name: string; threads?: number } }).backend;
+      const run = { ids, text, notices: loaded.notices, isolated: (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true, threads: backend.threads, backend: backend.name, downloads };
+      loaded.model.dispose();
+      return run;
+    },
+    { messages: MESSAGES, maxTokens: MAX_TOKENS, files: options.files ?? false },
+  );
+}
+
+async function freshPage(server: StaticServer): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e));
+  await page.goto(`${server.url}/`);
+  return { context, page };
+}
+
+test('the bundle is an ES module with no node: imports', () => {
+  const code = fs.readFileSync(BUNDLE, 'utf8');
+  const nodeImports = [...code.matchAll(/(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\s*\(\s*)["'](node:[\w/]+|fs|path|os|worker_threads|child_process)["']/g)].map((m) => m[1]);
+  assert.deepEqual(nodeImports, []);
+  assert.match(code, /\bexport\s*\{[^}]*\bloadModel\b/);
+  for (const name of ['loadModel', 'generate', 'encodeChat', 'loadTokenizer', 'ChatSession', 'OutputConstraint', 'ShieldClassifier', 'JumpReluSae']) {
+    assert.match(code, new RegExp(`export\\s*\\{[^}]*\\b${name}\\b`), `exports ${name}`);
+  }
+});
+
+test('without COOP/COEP: one thread (with a notice), the same greedy tokens as Node, then a second load from the cache', async () => {
+  const { context, page } = await freshPage(plain);
+  try {
+    const first = await runInPage(page);
+    assert.equal(first.isolated, false);
+    assert.equal(first.threads, 1);
+    assert.match(first.backend, /^wasm-/);
+    assert.ok(first.notices.some((n) => /one thread.*cross-origin isolated/.test(n)), `a one-thread notice: ${JSON.stringify(first.notices)}`);
+    assert.deepEqual(first.ids, nodeIds);
+    assert.ok(first.text.length > 0);
+    assert.ok(first.downloads.some((d) => d.url.endsWith('model.safetensors') && !d.fromCache), 'the weights came from the network');
+    assert.ok(plain.requests.some((r) => r === '/models/demo/model.safetensors'));
+
+    // Second load in the same origin: every model file comes from the Cache API.
+    plain.requests = [];
+    const second = await runInPage(page);
+    assert.deepEqual(plain.requests.filter((r) => r.startsWith('/models/')), [], 'no model file was requested again');
+    assert.ok(second.downloads.length > 0 && second.downloads.every((d) => d.fromCache));
+    assert.deepEqual(second.ids, nodeIds);
+  } finally {
+    await context.close();
+  }
+});
+
+test('with COOP/COEP: Web Worker threads over shared memory, the same greedy tokens as Node', async () => {
+  const { context, page } = await freshPage(isolated);
+  try {
+    const run = await runInPage(page);
+    assert.equal(run.isolated, true);
+    const cores = await page.evaluate(() => (globalThis as unknown as { navigator: { hardwareConcurrency: number } }).navigator.hardwareConcurrency);
+    assert.equal(run.threads, cores);
+    assert.ok(!run.notices.some((n) => /one thread/.test(n)), JSON.stringify(run.notices));
+    assert.deepEqual(run.ids, nodeIds);
+  } finally {
+    await context.close();
+  }
+});
+
+test('File objects (a picked model directory) load and give the same tokens', async () => {
+  const { context, page } = await freshPage(plain);
+  try {
+    const run = await runInPage(page, { files: true });
+    assert.deepEqual(run.downloads, [], 'File inputs download nothing');
+    assert.deepEqual(run.ids, nodeIds);
+  } finally {
+    await context.close();
+  }
+});
