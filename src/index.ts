@@ -18,6 +18,7 @@
  * ```
  *
  * @packageDocumentation
+ * @module gemma-ts
  */
 
 // Models: loading a checkpoint, the forward pass, KV caches, hook points.

@@ -10,6 +10,7 @@
  * ```
  *
  * @packageDocumentation
+ * @module gemma-ts/server
  */
 export { createServer, type ServerOptions, type GemmaServer } from '../server/server.js';
 export type { SchedulerOptions } from '../generate/scheduler.js';

@@ -1,6 +1,8 @@
 /**
  * Checkpoint formats: GGUF and safetensors (read and write), npz, ggml quant block codecs,
  * conversion and quantization to GGUF. Public as `gemma-ts/formats`.
+ *
+ * @module gemma-ts/formats
  */
 export { readGGUF, writeGGUF, writeGGUFAsync, readTensorData, readTensorInto, metaNumber, metaString, metaBool, metaArray, GGUFValueType, GGMLType, ggmlTypeName, GGUF_MAGIC } from './gguf.js';
 export type { GGUFFile, GGUFTensorInfo, GGUFValue, GGUFType, GGUFMetadataEntry, ReadGGUFOptions, WriteGGUFOptions, GGUFTensorToWrite, GGUFTensorToWriteAsync } from './gguf.js';
