@@ -1,2 +1,2 @@
 /** The built-in tasks: copies of lm-evaluation-harness task YAMLs (see builtin-tasks.ts). */
-export const BUILTIN_TASK_FILES: Record<string, string> = {};
+export { BUILTIN_TASK_FILES } from './builtin-tasks.js';

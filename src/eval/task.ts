@@ -133,6 +133,20 @@ export class Task {
     if (cfg.doc_to_choice !== undefined && cfg.doc_to_choice !== null) this.docToChoice(first);
   }
 
+  /** Use these documents instead of reading the dataset (tests, callers with their own data); process_docs applies. */
+  useDocs(docs: Doc[], fewshotDocs: Doc[] = []): void {
+    const cfg = this.config;
+    const processDocs = cfg.process_docs ? (resolveHook(this.name, 'process_docs', cfg.process_docs, 'process_docs') as Extract<Hook, { kind: 'process_docs' }>).fn : (d: Doc[]) => d;
+    this.docs = processDocs(docs);
+    this.originalSize = this.docs.length;
+    this.features = new Set(Object.keys(this.docs[0] ?? {}));
+    this.fewshotDocs = processDocs(fewshotDocs);
+    this.fewshotSplit = (cfg.fewshot_config?.split as string | undefined) ?? cfg.fewshot_split ?? cfg.training_split ?? cfg.validation_split ?? '';
+    this.fewshotLoader = undefined;
+    const first = this.docs[0];
+    if (first) this.multipleInput = typeof this.docToText(first) === 'number' && cfg.doc_to_choice !== undefined && cfg.doc_to_choice !== null;
+  }
+
   private fewshotSplit = '';
   private fewshotLoader: (() => Promise<Doc[]>) | undefined;
 

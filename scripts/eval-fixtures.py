@@ -1,0 +1,137 @@
+#!/usr/bin/python3
+"""Renders fixture documents of every built-in task with the lm-evaluation-harness's own task YAMLs
+and Python hooks (its utils.py files, with `datasets` stubbed) and Python's jinja2, configured as the
+harness configures it; writes test/fixtures/eval/rendered.json, which test/eval-builtin compares
+byte for byte with gemma-ts's prompts. Needs Debian's python3-yaml and python3-jinja2.
+
+  /usr/bin/python3 scripts/eval-fixtures.py [/path/to/lm-evaluation-harness git dir]
+"""
+import ast, importlib.util, json, os, re, subprocess, sys, tempfile, types
+import yaml
+from jinja2 import BaseLoader, Environment, StrictUndefined
+
+REPO = sys.argv[1] if len(sys.argv) > 1 else '/work/.mirror/EleutherAI+lm-evaluation-harness/repo'
+OUT = os.path.join(os.path.dirname(__file__), '..', 'test', 'fixtures', 'eval', 'rendered.json')
+
+def show(path):
+    return subprocess.run(['git', '-C', REPO, 'show', f'HEAD:lm_eval/tasks/{path}'], capture_output=True, text=True, check=True).stdout
+
+# The harness's jinja2 environment (lm_eval/utils.py).
+env = Environment(loader=BaseLoader, undefined=StrictUndefined, keep_trailing_newline=True)
+env.filters['regex_replace'] = lambda s, p, r, count=0: re.sub(p, r, s, count=count)
+def apply_template(t, doc):
+    return env.from_string(t).render(**doc)
+
+# `datasets` stub: map merges the returned columns, filter keeps rows.
+class FakeDataset(list):
+    def map(self, fn):
+        return FakeDataset({**d, **fn(d)} for d in self)
+    def filter(self, fn):
+        return FakeDataset(d for d in self if fn(d))
+for name in ['datasets', 'sacrebleu', 'rouge_score', 'evaluate']:
+    m = types.ModuleType(name); m.Dataset = FakeDataset; m.rouge_scorer = None; m.scoring = None
+    sys.modules[name] = m
+tmp = tempfile.mkdtemp()
+def hook(folder, ref):
+    module, fn = ref.rsplit('.', 1)
+    src = show(f'{folder}/{module}.py')
+    path = os.path.join(tmp, f'{folder.replace("/", "_")}_{module}.py')
+    open(path, 'w').write(src)
+    spec = importlib.util.spec_from_file_location(path, path)
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return getattr(mod, fn)
+
+class Fn:
+    def __init__(self, ref): self.ref = ref
+def loader_for(folder):
+    class L(yaml.SafeLoader): pass
+    L.add_constructor('!function', lambda l, n: Fn(l.construct_scalar(n)))
+    return L
+def load(path):
+    folder = os.path.dirname(path)
+    cfg = yaml.load(show(path), Loader=loader_for(folder))
+    def resolve(v):
+        return hook(folder, v.ref) if isinstance(v, Fn) else v
+    cfg = {k: resolve(v) for k, v in cfg.items()}
+    if 'include' in cfg:
+        base = load(os.path.normpath(os.path.join(folder, cfg.pop('include'))))
+        base.update(cfg); cfg = base
+    return cfg
+
+def field(cfg, features, spec, doc, kind):
+    if isinstance(spec, int) or isinstance(spec, list): return spec
+    if callable(spec): return spec(doc)
+    if spec in features: return doc[spec]
+    s = apply_template(spec, doc)
+    if kind == 'choice': return ast.literal_eval(s)
+    if s.isdigit() and cfg.get('doc_to_choice') is not None: return ast.literal_eval(s)
+    if kind == 'target' and len(s) >= 2 and s[0] == '[' and s[-1] == ']':
+        try: return ast.literal_eval(s)
+        except Exception: return s
+    return s
+
+def render(path, docs, fewshot=(), n_shot=0):
+    cfg = load(path)
+    docs = FakeDataset(docs); fewshot = FakeDataset(fewshot)
+    if cfg.get('process_docs'):
+        docs = cfg['process_docs'](docs); fewshot = cfg['process_docs'](fewshot) if fewshot else fewshot
+    features = set(docs[0].keys())
+    tdelim = cfg.get('target_delimiter', ' '); fdelim = cfg.get('fewshot_delimiter', '\n\n')
+    out = []
+    for doc in docs:
+        text = field(cfg, features, cfg.get('doc_to_text', ''), doc, 'text') if cfg.get('output_type') != 'loglikelihood_rolling' else ''
+        choices = field(cfg, features, cfg['doc_to_choice'], doc, 'choice') if cfg.get('doc_to_choice') is not None else None
+        target = field(cfg, features, cfg['doc_to_target'], doc, 'target')
+        multiple_input = isinstance(text, int) and choices is not None
+        prefix = cfg.get('description', '') or ''
+        for ex in list(fewshot)[:n_shot]:  # first_n
+            q = field(cfg, features, cfg.get('doc_to_text'), ex, 'text')
+            c = field(cfg, features, cfg['doc_to_choice'], ex, 'choice') if cfg.get('doc_to_choice') is not None else None
+            a = field(cfg, features, cfg['doc_to_target'], ex, 'target')
+            if multiple_input: q, c = c[q], None
+            ans = c[a] if (c and isinstance(a, int)) else a[0] if isinstance(a, list) else a
+            prefix += q + tdelim + ans + fdelim
+        ot = cfg.get('output_type', 'generate_until')
+        if ot == 'multiple_choice':
+            if multiple_input:
+                contexts = [prefix + c for c in choices]; conts = [tdelim + str(target)] * len(choices)
+            else:
+                contexts = [prefix + text] * len(choices); conts = [tdelim + c for c in choices]
+        elif ot == 'loglikelihood':
+            contexts = [prefix + text]; conts = [str(target)]
+        elif ot == 'loglikelihood_rolling':
+            contexts = ['']; conts = [target]
+        else:
+            contexts = [prefix + text]; conts = []
+        out.append({'contexts': contexts, 'continuations': conts})
+    return out
+
+mmlu_doc = {'question': ' What is the capital of France? ', 'subject': 'geography', 'choices': ['Paris', 'Lyon', 'Nice', 'Lille'], 'answer': 0}
+mmlu_dev = [{'question': 'Q1?', 'subject': 'x', 'choices': ['a', 'b', 'c', 'd'], 'answer': 2}, {'question': 'Q2?', 'subject': 'x', 'choices': ['e', 'f', 'g', 'h'], 'answer': 1}]
+hs = {'ind': 1, 'activity_label': 'Removing ice from car', 'ctx_a': 'Then, the man writes over the snow covering the window of a car, and a woman wearing winter clothes smiles.', 'ctx_b': 'then', 'ctx': '', 'endings': [', the man adds wax to the windshield and cuts it.', ' [header] How to x [title] a person board a ski lift, while two men supporting the head of the person wearing winter clothes snow as the we girls sled.', ', the man puts on a christmas coat, knitted with netting.', ', the man continues removing the snow on his car.'], 'source_id': 's', 'split': 'val', 'split_type': 'indomain', 'label': '3'}
+arc = {'id': 'x', 'question': 'Which is a gas?', 'choices': {'text': ['ice', 'steam', 'rock'], 'label': ['A', 'B', 'C']}, 'answerKey': 'B'}
+CASES = [
+    ('mmlu/default/mmlu_anatomy.yaml', 'mmlu_anatomy', [mmlu_doc], [], 0),
+    ('mmlu/default/mmlu_world_religions.yaml', 'mmlu_world_religions', [mmlu_doc], mmlu_dev, 2),
+    ('hellaswag/hellaswag.yaml', 'hellaswag', [hs], [], 0),
+    ('arc/arc_easy.yaml', 'arc_easy', [arc], [], 0),
+    ('arc/arc_challenge.yaml', 'arc_challenge', [arc], [], 0),
+    ('piqa/piqa.yaml', 'piqa', [{'goal': 'How do I boil water?', 'sol1': 'Heat it.', 'sol2': "Freeze it, then don't.", 'label': 0}], [], 0),
+    ('super_glue/boolq/default.yaml', 'boolq', [{'passage': 'The sky is blue.', 'question': 'is the sky blue', 'idx': 0, 'label': 1}], [], 0),
+    ('winogrande/default.yaml', 'winogrande', [{'sentence': 'The trophy did not fit in the suitcase because the _ was too big.', 'option1': 'trophy', 'option2': 'suitcase', 'answer': '1'}], [], 0),
+    ('gsm8k/gsm8k.yaml', 'gsm8k', [{'question': 'Tom has 3 apples and buys 2. How many?', 'answer': '3+2=5\n#### 5'}], [{'question': 'What is 1+1?', 'answer': '1+1=2\n#### 2'}], 1),
+    ('truthfulqa/truthfulqa_mc1.yaml', 'truthfulqa_mc1', [{'question': 'What is the capital of Spain?', 'mc1_targets': {'choices': ['Madrid.', 'Paris.'], 'labels': [1, 0]}, 'mc2_targets': {'choices': ['Madrid.', 'It is Madrid.', 'Paris.'], 'labels': [1, 1, 0]}}], [], 0),
+    ('truthfulqa/truthfulqa_mc2.yaml', 'truthfulqa_mc2', [{'question': 'What is the capital of Spain?', 'mc1_targets': {'choices': ['Madrid.', 'Paris.'], 'labels': [1, 0]}, 'mc2_targets': {'choices': ['Madrid.', 'It is Madrid.', 'Paris.'], 'labels': [1, 1, 0]}}], [], 0),
+    ('lambada/lambada_openai.yaml', 'lambada_openai', [{'text': 'She opened the door and saw her old friend John'}], [], 0),
+    ('wikitext/wikitext.yaml', 'wikitext', [{'page': ' = Valkyria = \n Senjō no Valkyria 3 : Unrecorded Chronicles ( Japanese : 戦場のヴァルキュリア3 ) , commonly referred to as Valkyria Chronicles III , is a tactical role @-@ playing video game . It was released in 2011 , and sold 1 @,@ 000 copies . \n'}], [], 0),
+    ('crows_pairs/crows_pairs_english.yaml', 'crows_pairs_english', [{'sent_more': 'He was poor so he stole.', 'sent_less': 'He was rich so he stole.', 'stereo_antistereo': 'stereo', 'bias_type': 'socioeconomic'}], [], 0),
+    ('winogender/winogender.yaml', 'winogender_all', [{'sentence': 'The technician told the customer that he could pay with cash.', 'pronoun': 'he', 'occupation': 'technician', 'participant': 'customer', 'gender': 'male', 'label': 1}], [], 0),
+    ('toxigen/toxigen.yaml', 'toxigen', [{'text': 'some statement', 'toxicity_ai': 2.0, 'toxicity_human': 4.0}], [], 0),
+]
+fixtures = []
+for path, name, docs, fewshot, n in CASES:
+    fixtures.append({'task': name, 'num_fewshot': n, 'docs': docs, 'fewshot_docs': fewshot, 'rendered': render(path, docs, fewshot, n)})
+with open(OUT, 'w') as f:
+    json.dump({'harness_commit': subprocess.run(['git', '-C', REPO, 'rev-parse', 'HEAD'], capture_output=True, text=True).stdout.strip(), 'fixtures': fixtures}, f, indent=1, ensure_ascii=False)
+    f.write('\n')
+print(f'wrote {len(fixtures)} fixtures to {OUT}')
