@@ -1,10 +1,12 @@
 /**
  * The training matrix products: the wasm SIMD kernels agree with the JS reference (f64 sums) on
- * shapes with and without full tiles, and are deterministic (bit-identical on repeat).
+ * shapes with and without full tiles, and are deterministic (bit-identical on repeat); the wasm
+ * attention kernels agree with the JS attention.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { jsMatmul } from '../src/train/matmul.js';
+import { attentionBackward, attentionForward, type AttentionShape } from '../src/train/ops.js';
 import { WasmMatmul } from '../src/train/wasm-matmul.js';
 import { mulberry32 } from '../src/util/mulberry32.js';
 
@@ -38,5 +40,26 @@ test('wasm training kernels match the JS reference', () => {
     assert.ok(relMax(dw2, dw1) < 1e-6, `dytx ${n}x${inD}x${outD}: ${relMax(dw2, dw1)}`);
     w.dytx(dy, x, n, inD, outD, dw3);
     assert.deepEqual(dw3, dw2, 'deterministic');
+  }
+});
+
+test('wasm attention forward / backward match the JS reference (GQA, window, soft-cap, packed documents)', () => {
+  const w = new WasmMatmul();
+  const shapes: AttentionShape[] = [
+    { n: 19, nHeads: 4, nKvHeads: 2, headDim: 8, window: 5, scale: 0.3, softcap: 3 },
+    { n: 12, nHeads: 4, nKvHeads: 1, headDim: 16, window: Infinity, scale: 0.25, softcap: 0, doc: Int32Array.from([0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1]) },
+  ];
+  for (const p of shapes) {
+    const qDim = p.nHeads * p.headDim, kvDim = p.nKvHeads * p.headDim;
+    const q = rand(p.n * qDim), k = rand(p.n * kvDim), v = rand(p.n * kvDim), dout = rand(p.n * qDim);
+    const out1 = new Float32Array(p.n * qDim), out2 = new Float32Array(p.n * qDim), lse = new Float32Array(p.n * p.nHeads);
+    attentionForward(q, k, v, p, out1);
+    assert.ok(w.attention(q, k, v, p, out2, lse));
+    assert.ok(relMax(out2, out1) < 1e-5, `out ${relMax(out2, out1)}`);
+    const g1 = [new Float32Array(p.n * qDim), new Float32Array(p.n * kvDim), new Float32Array(p.n * kvDim)] as const;
+    const g2 = [new Float32Array(p.n * qDim), new Float32Array(p.n * kvDim), new Float32Array(p.n * kvDim)] as const;
+    attentionBackward(q, k, v, dout, p, ...g1);
+    assert.ok(w.attentionBackward(q, k, v, dout, lse, p, ...g2));
+    g1.forEach((g, i) => assert.ok(relMax(g2[i]!, g) < 1e-5, `grad ${i}: ${relMax(g2[i]!, g)}`));
   }
 });

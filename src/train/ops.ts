@@ -1,8 +1,12 @@
 /**
  * The training kernels: each forward op the backward pass needs, with its hand-written backward
  * beside it (llm.c style). Activations are f32 arrays laid out [tokens, features]; sums run in
- * JS numbers (f64). The matrix products live in ./matmul.ts.
+ * JS numbers (f64). The matrix products live in ./matmul.ts. Every op also takes Float64Arrays,
+ * which is how the finite-difference tests check each backward in float64.
  */
+
+/** f32 activations in training; f64 in the finite-difference tests. */
+export type Vec = Float32Array | Float64Array;
 
 // ---------------------------------------------------------------- RMSNorm with (1 + w)
 
@@ -10,13 +14,12 @@
  * y = x * rsqrt(mean(x^2) + eps) * (1 + w) per row of `dim`; x is not modified. `rstd` (one per
  * row) receives the reciprocal RMS the backward needs. `w` is the stored weight (without the 1).
  */
-export function rmsNormForward(x: Float32Array, w: Float32Array, rows: number, dim: number, eps: number, y: Float32Array, rstd: Float32Array): void {
+export function rmsNormForward(x: Vec, w: Vec, rows: number, dim: number, eps: number, y: Vec, rstd: Vec): void {
   for (let r = 0; r < rows; r++) {
     const o = r * dim;
     let ss = 0;
     for (let i = 0; i < dim; i++) ss += x[o + i]! * x[o + i]!;
-    // f32 like the forward pass: rsqrt of the f32 mean square
-    const inv = Math.fround(1 / Math.sqrt(ss / dim + eps));
+    const inv = 1 / Math.sqrt(ss / dim + eps);
     rstd[r] = inv;
     for (let i = 0; i < dim; i++) y[o + i] = x[o + i]! * inv * (1 + w[i]!);
   }
@@ -26,7 +29,7 @@ export function rmsNormForward(x: Float32Array, w: Float32Array, rows: number, d
  * Backward of rmsNormForward: dx (+)= d/dx, dw += sum over rows of dy * x * rstd.
  * With n = x * rstd: dx = rstd * (g - n * mean(g * n)), where g = dy * (1 + w).
  */
-export function rmsNormBackward(x: Float32Array, w: Float32Array, rstd: Float32Array, dy: Float32Array, rows: number, dim: number, dx: Float32Array, dw: Float32Array | undefined, accumulate: boolean): void {
+export function rmsNormBackward(x: Vec, w: Vec, rstd: Vec, dy: Vec, rows: number, dim: number, dx: Vec, dw: Vec | undefined, accumulate: boolean): void {
   for (let r = 0; r < rows; r++) {
     const o = r * dim;
     const inv = rstd[r]!;
@@ -51,7 +54,7 @@ export function rmsNormBackward(x: Float32Array, w: Float32Array, rstd: Float32A
 const GELU_K = Math.sqrt(2 / Math.PI);
 
 /** act = gelu_tanh(gate) * up. */
-export function gegluForward(gate: Float32Array, up: Float32Array, count: number, act: Float32Array): void {
+export function gegluForward(gate: Vec, up: Vec, count: number, act: Vec): void {
   for (let i = 0; i < count; i++) {
     const g = gate[i]!;
     act[i] = 0.5 * g * (1 + Math.tanh(GELU_K * (g + 0.044715 * g * g * g))) * up[i]!;
@@ -59,7 +62,7 @@ export function gegluForward(gate: Float32Array, up: Float32Array, count: number
 }
 
 /** dgate = dact * up * gelu'(gate), dup = dact * gelu(gate) (written, not accumulated). */
-export function gegluBackward(gate: Float32Array, up: Float32Array, dact: Float32Array, count: number, dgate: Float32Array, dup: Float32Array): void {
+export function gegluBackward(gate: Vec, up: Vec, dact: Vec, count: number, dgate: Vec, dup: Vec): void {
   for (let i = 0; i < count; i++) {
     const g = gate[i]!;
     const u = GELU_K * (g + 0.044715 * g * g * g);
@@ -100,7 +103,7 @@ export function ropeTable(n: number, headDim: number, theta: number, scaling: nu
  * In place on x [n, heads * headDim]: the rotation (inverse = false) or its transpose, which is
  * the backward of the rotation (inverse = true).
  */
-export function ropeApply(x: Float32Array, n: number, heads: number, table: RopeTable, inverse: boolean): void {
+export function ropeApply(x: Vec, n: number, heads: number, table: RopeTable, inverse: boolean): void {
   const { cos, sin, half } = table;
   const hd = 2 * half;
   const sgn = inverse ? -1 : 1;
@@ -144,7 +147,7 @@ function firstKey(p: AttentionShape, t: number): number {
 }
 
 /** Softmax weights of query t, head h over keys s0..t into prob[0..t-s0]; returns s0. Also fills capped scores. */
-function attnRow(q: Float32Array, k: Float32Array, p: AttentionShape, t: number, h: number, prob: Float64Array, tanhOut: Float64Array | undefined): number {
+function attnRow(q: Vec, k: Vec, p: AttentionShape, t: number, h: number, prob: Float64Array, tanhOut: Float64Array | undefined): number {
   const { nHeads, nKvHeads, headDim, scale, softcap } = p;
   const group = nHeads / nKvHeads;
   const qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
@@ -176,7 +179,7 @@ function attnRow(q: Float32Array, k: Float32Array, p: AttentionShape, t: number,
 }
 
 /** out[t, h] = sum_s softmax_s(score(q_t,h, k_s)) v_s over the visible keys. */
-export function attentionForward(q: Float32Array, k: Float32Array, v: Float32Array, p: AttentionShape, out: Float32Array): void {
+export function attentionForward(q: Vec, k: Vec, v: Vec, p: AttentionShape, out: Vec): void {
   const { n, nHeads, nKvHeads, headDim } = p;
   const group = nHeads / nKvHeads;
   const qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
@@ -203,7 +206,7 @@ export function attentionForward(q: Float32Array, k: Float32Array, v: Float32Arr
  * here first). Per row: dv_s += p_s dout; dp_s = dout . v_s; dscore_s = p_s (dp_s - sum p dp);
  * through the soft-cap: * (1 - tanh^2); then dq += dscore * scale * k_s, dk_s += dscore * scale * q.
  */
-export function attentionBackward(q: Float32Array, k: Float32Array, v: Float32Array, dout: Float32Array, p: AttentionShape, dq: Float32Array, dk: Float32Array, dv: Float32Array): void {
+export function attentionBackward(q: Vec, k: Vec, v: Vec, dout: Vec, p: AttentionShape, dq: Vec, dk: Vec, dv: Vec): void {
   const { n, nHeads, nKvHeads, headDim, scale, softcap } = p;
   const group = nHeads / nKvHeads;
   const qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
@@ -248,6 +251,6 @@ export function attentionBackward(q: Float32Array, k: Float32Array, v: Float32Ar
 // ---------------------------------------------------------------- small helpers
 
 /** a[i] += b[i]. */
-export function addInto(a: Float32Array, b: Float32Array, count = a.length): void {
+export function addInto(a: Vec, b: Vec, count = a.length): void {
   for (let i = 0; i < count; i++) a[i] = a[i]! + b[i]!;
 }
