@@ -29,7 +29,7 @@ export interface App {
 }
 
 /** Routes that stay open when --api-key is set: the chat page (it asks for the key) and health. */
-export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/', '/index.html', '/app.js', '/style.css', '/health', '/health/live', '/sae']);
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/', '/index.html', '/app.js', '/style.css', '/health', '/health/live', '/sae', '/local', '/local/*']);
 
 function sha256(s: string): Buffer {
   return createHash('sha256').update(s, 'utf8').digest();
