@@ -15,6 +15,7 @@ import { UsageError } from '../errors.js';
 import { evaluate, formatTable } from '../eval/evaluate.js';
 import { BUILTIN_TASK_FILES } from '../eval/builtin.js';
 import { fetchHubSplit } from '../eval/hub.js';
+import { formatPerplexity, perplexityOfIds } from '../eval/perplexity.js';
 import { addModelOptions, defaultIO, loadForCli, parseIntFlag, type CliIO, type ModelFlags } from './options.js';
 
 interface EvalFlags extends ModelFlags {
@@ -30,6 +31,13 @@ interface EvalFlags extends ModelFlags {
   seed?: number;
   bootstrapIters?: number;
   cache?: boolean;
+  // perplexity
+  data?: string;
+  ctx?: number;
+  reference?: string;
+  pplMode?: 'chunks' | 'rolling';
+  chunks?: number;
+  json?: boolean;
 }
 
 function parseLimit(v: string): number {
@@ -41,7 +49,8 @@ function parseLimit(v: string): number {
 export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): void {
   const cmd = program
     .command('eval')
-    .description('evaluate a model on lm-evaluation-harness tasks (YAML), write results.json')
+    .description('evaluate a model: lm-evaluation-harness tasks (default), or `eval perplexity` (perplexity / KL divergence)')
+    .argument('[mode]', 'perplexity (default: harness tasks)')
     .option('--tasks <list>', 'comma-separated task / group / tag names or task YAML files')
     .option('--include-path <dir>', 'directory of extra task YAMLs (repeatable)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--apply-chat-template', "render prompts with the model's chat template")
@@ -53,9 +62,20 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
     .option('--log-samples', 'write samples_<task>.jsonl: prompt, continuations, loglikelihoods, filtered response, metrics')
     .option('--seed <n>', 'seed of sampled generations (default 0)', parseIntFlag(0))
     .option('--bootstrap-iters <n>', 'bootstrap resamples for non-mean stderrs (default 100000; 0 = none)', parseIntFlag(0))
-    .option('--no-cache', 'ignore and do not write the request cache');
+    .option('--no-cache', 'ignore and do not write the request cache')
+    .option('--data <file>', 'perplexity: the corpus (plain text)')
+    .option('--ctx <n>', 'perplexity: tokens per chunk / window (default 512)', parseIntFlag(2))
+    .option('--reference <model>', 'perplexity: reference model for the KL-divergence report (e.g. the f32 / bf16 checkpoint)')
+    .option('--ppl-mode <mode>', 'perplexity: chunks (llama.cpp, default) or rolling (lm-evaluation-harness windows)', (v: string) => {
+      if (v !== 'chunks' && v !== 'rolling') throw new InvalidArgumentError('expected chunks or rolling.');
+      return v;
+    })
+    .option('--chunks <n>', 'perplexity: score at most N chunks / windows', parseIntFlag(1))
+    .option('--json', 'perplexity: print the report as JSON');
   addModelOptions(cmd);
-  cmd.action(async (flags: EvalFlags) => {
+  cmd.action(async (mode: string | undefined, flags: EvalFlags) => {
+    if (mode === 'perplexity') return runPerplexity(flags, io);
+    if (mode !== undefined) throw new UsageError(`unknown eval mode "${mode}" (expected perplexity, or none for harness tasks)`);
     if (!flags.tasks) throw new UsageError('--tasks is required (names or YAML files, comma-separated)');
     if (!flags.outputPath) throw new UsageError('--output-path DIR is required');
     const specs = flags.tasks.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -107,4 +127,41 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
       throw new UsageError(results.errors.join('\nerror: '));
     }
   });
+}
+
+async function runPerplexity(flags: EvalFlags, io: CliIO): Promise<void> {
+  if (!flags.data) throw new UsageError('eval perplexity needs --data FILE (a text corpus)');
+  if (!fs.existsSync(flags.data)) throw new UsageError(`no such file: ${flags.data}`);
+  const text = fs.readFileSync(flags.data, 'utf8');
+  const loaded = await loadForCli(flags, io);
+  if (!loaded.tokenizer) throw new UsageError(`${flags.model} has no tokenizer; eval perplexity reads text`);
+  const reference = flags.reference ? await loadForCli({ ...flags, model: flags.reference }, io) : undefined;
+  const ids = loaded.tokenizer.encode(text, { addBos: true });
+  let bar: cliProgress.SingleBar | undefined;
+  try {
+    const report = await perplexityOfIds(loaded.model, ids, {
+      ...(flags.ctx !== undefined ? { ctx: flags.ctx } : {}),
+      ...(flags.pplMode ? { mode: flags.pplMode } : {}),
+      ...(reference ? { reference: reference.model } : {}),
+      ...(flags.chunks !== undefined ? { maxChunks: flags.chunks } : {}),
+      bosId: loaded.tokenizer.bosId,
+      onProgress: (done, total) => {
+        if (!io.stderr.isTTY) return;
+        if (!bar) {
+          bar = new cliProgress.SingleBar({ stream: io.stderr as NodeJS.WritableStream, format: 'perplexity [{bar}] {value}/{total} chunks | ETA {eta_formatted}', clearOnComplete: true }, cliProgress.Presets.shades_classic);
+          bar.start(total, 0);
+        }
+        bar.update(done);
+      },
+    });
+    bar?.stop();
+    io.stdout.write(flags.json ? JSON.stringify(report) + '\n' : formatPerplexity(report));
+    if (flags.outputPath) {
+      fs.mkdirSync(flags.outputPath, { recursive: true });
+      fs.writeFileSync(path.join(flags.outputPath, 'perplexity.json'), JSON.stringify(report, null, 2) + '\n');
+    }
+  } finally {
+    bar?.stop();
+    reference?.model.dispose();
+  }
 }

@@ -15,3 +15,5 @@ export * as metrics from './metrics.js';
 export { buildFilters, regexFilter, majorityVote } from './filters.js';
 export { TaskError } from './errors.js';
 export { renderTemplate, literalEval } from './jinja.js';
+export { perplexityOfIds, formatPerplexity } from './perplexity.js';
+export type { PerplexityOptions, PerplexityReport, KlReport } from './perplexity.js';
