@@ -36,6 +36,11 @@ const rows = Array.from({ length: 4 }, (_, i) => modelLikeRow(100 + i));
 const schema = { type: 'object', properties: { name: { type: 'string' }, age: { type: 'integer' }, tags: { type: 'array', items: { type: 'string' } } }, required: ['name', 'age'] };
 const obj = jsonObjectGrammar();
 const sch = jsonSchemaGrammar(schema);
+const kw = jsonSchemaGrammar({
+  type: 'object',
+  properties: { age: { type: 'integer', minimum: -9007199254740991, maximum: 9007199254740991 }, name: { type: 'string', maxLength: 40 }, code: { type: 'string', pattern: '^[A-Z]{2}-\\d{2}$' }, day: { type: 'string', format: 'date' } },
+  required: ['age', 'name', 'code', 'day'],
+});
 const states: Array<[string, GrammarState]> = [
   ['json_object, start', obj.initial()!],
   ['json_object, after {', obj.initial()!.stepBytes(Buffer.from('{'))!],
@@ -44,6 +49,11 @@ const states: Array<[string, GrammarState]> = [
   ['json_object, in a number', obj.initial()!.stepBytes(Buffer.from('{"key": 12'))!],
   ['schema, before "age"', sch.initial()!.stepBytes(Buffer.from('{"name": "x"'))!],
   ['schema, in a tags string', sch.initial()!.stepBytes(Buffer.from('{"name": "x", "age": 3, "tags": ["ab'))!],
+  // Value keywords (byte machines): a bounded integer, a maxLength string, a pattern string, a date.
+  ['keywords, in a bounded integer', kw.initial()!.stepBytes(Buffer.from('{"age": 1'))!],
+  ['keywords, in a maxLength string', kw.initial()!.stepBytes(Buffer.from('{"age": 12, "name": "ab'))!],
+  ['keywords, in a pattern string', kw.initial()!.stepBytes(Buffer.from('{"age": 12, "name": "ab", "code": "AB'))!],
+  ['keywords, in a date', kw.initial()!.stepBytes(Buffer.from('{"age": 12, "name": "ab", "code": "AB-12", "day": "2024-0'))!],
 ];
 
 /** A TokenFilter fixed at one state (OutputConstraint's logic without advancing). */

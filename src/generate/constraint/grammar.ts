@@ -215,13 +215,16 @@ export class GrammarState {
   readonly accept: boolean;
   /** Exactly one stack, inside a free JSON string at a character boundary: plain characters loop back to this state. */
   readonly inPlainString: boolean;
+  /** Any run of up to this many plain string characters is readable from here (Infinity in a free string; 0: no promise). */
+  readonly plainChars: number;
   /** Cached transitions: the state after a byte, DEAD_STATE when the byte is rejected. */
   next: Array<GrammarState | null | undefined> | undefined;
-  constructor(grammar: Grammar, stacks: readonly Stack[], accept: boolean, inPlainString: boolean) {
+  constructor(grammar: Grammar, stacks: readonly Stack[], accept: boolean, inPlainString: boolean, plainChars: number) {
     this.grammar = grammar;
     this.stacks = stacks;
     this.accept = accept;
     this.inPlainString = inPlainString;
+    this.plainChars = plainChars;
   }
 
   /** True when nothing more can be read: the value is complete and cannot be extended. */
@@ -454,10 +457,32 @@ export class Grammar {
     if (!state) {
       if (this.states.size >= MAX_STATES) this.dropCaches();
       const plain = stacks.length === 1 && !accept && this.kind[stacks[0]!.pos] === STR && stacks[0]!.sub === STR_BOUNDARY;
-      state = new GrammarState(this, stacks, accept, plain);
+      state = new GrammarState(this, stacks, accept, plain, plain ? Infinity : accept ? 0 : this.machinePlainChars(stacks));
       this.states.set(key, state);
     }
     return state;
+  }
+
+  /**
+   * For a string under a machine (minLength / maxLength): the machine's plain-run promise when
+   * its stack is the only one that can read a plain character (the others are terminals such as
+   * the closing quote); 0 otherwise.
+   */
+  private machinePlainChars(stacks: readonly Stack[]): number {
+    let run = 0;
+    for (const st of stacks) {
+      const k = this.kind[st.pos];
+      if (k === MACHINE) {
+        const m = this.machines[this.arg[st.pos]!]!;
+        if (run > 0 || !m.plainRun) return 0;
+        run = m.plainRun(st.sub);
+        if (run <= 0) return 0;
+      } else if (k === TERM) {
+        const set = this.arg[st.pos]! * 256;
+        for (let b = 0x20; b < 0xf5; b++) if (this.sets[set + b] && b !== 0x22 && b !== 0x5c && (b < 0x80 || b >= 0xc2)) return 0;
+      } else return 0;
+    }
+    return run;
   }
 
   /** Forget interned states and stacks (live states stay valid; they just stop sharing). */

@@ -25,6 +25,12 @@ export interface ByteMachine {
   live(state: number): boolean;
   /** Bytes b where next(., b) may differ from next(., b - 1) for some state (b = 0 included). */
   readonly boundaries: readonly number[];
+  /**
+   * How many plain string characters (not a control, quote or backslash; valid UTF-8), in any
+   * mix, are surely accepted from `state` with the machine staying live (0 = no such promise):
+   * lets the token-mask walk accept whole plain-text subtrees of the vocabulary at once.
+   */
+  plainRun?(state: number): number;
 }
 
 /** Most states one explicit DFA (or product) may have. */
@@ -437,6 +443,9 @@ export class StringLengthMachine implements ByteMachine {
   }
   live(state: number): boolean {
     return !(state % SUBS === 0 && state / SUBS >= this.max);
+  }
+  plainRun(state: number): number {
+    return state % SUBS === 0 ? this.max - state / SUBS : 0;
   }
 }
 

@@ -32,6 +32,8 @@ export interface TokenTrie {
   tokStart: Int32Array;
   tokIds: Int32Array;
   plainSub: Uint8Array;
+  /** The depth of the deepest node in each node's subtree (its longest token, in bytes). */
+  subDepth: Uint16Array;
 }
 
 export interface TokenTable {
@@ -124,7 +126,7 @@ export function hasTokenTable(tokenizer: Tokenizer): boolean {
 
 /** The distinct buffers of a table's arrays (to transfer it from a worker without copying). */
 export function tableBuffers(t: TokenTable): ArrayBuffer[] {
-  const arrays = [t.bytes, t.off, t.text, t.trie.byte, t.trie.depth, t.trie.end, t.trie.tokStart, t.trie.tokIds, t.trie.plainSub];
+  const arrays = [t.bytes, t.off, t.text, t.trie.byte, t.trie.depth, t.trie.end, t.trie.tokStart, t.trie.tokIds, t.trie.plainSub, t.trie.subDepth];
   return [...new Set(arrays.map((a) => a.buffer as ArrayBuffer))];
 }
 
@@ -242,6 +244,11 @@ function buildTrie(bytes: Uint8Array, off: Int32Array, text: Uint8Array): TokenT
     const p = parent[i]!;
     if (p >= 0 && maxPlainFrom[i]! > maxPlainFrom[p]!) maxPlainFrom[p] = maxPlainFrom[i]!;
   }
+  const subDepth = depth.slice(0, size);
+  for (let i = size - 1; i >= 0; i--) {
+    const p = parent[i]!;
+    if (p >= 0 && subDepth[i]! > subDepth[p]!) subDepth[p] = subDepth[i]!;
+  }
   const plainSub = new Uint8Array(size);
   for (let i = 0; i < size; i++) {
     const b = nodeByte[i]!;
@@ -256,6 +263,7 @@ function buildTrie(bytes: Uint8Array, off: Int32Array, text: Uint8Array): TokenT
     tokStart: tokStart.slice(0, size + 1),
     tokIds,
     plainSub,
+    subDepth,
   };
 }
 
@@ -266,7 +274,7 @@ let stateStack: Array<GrammarState | null> = [];
  * Returns the number of tokens marked.
  */
 export function markAllowed(trie: TokenTrie, state: GrammarState, mask: Uint8Array): number {
-  const { size, byte, depth, end, tokStart, tokIds, plainSub } = trie;
+  const { size, byte, depth, end, tokStart, tokIds, plainSub, subDepth } = trie;
   if (stateStack.length < 65536) stateStack = new Array(65536).fill(null);
   const at = stateStack;
   at[0] = state;
@@ -275,7 +283,8 @@ export function markAllowed(trie: TokenTrie, state: GrammarState, mask: Uint8Arr
   while (i < size) {
     const d = depth[i]!;
     const s = at[d - 1]!;
-    if (s.inPlainString && plainSub[i]) {
+    // Every token below is a run of plain characters, no more of them than bytes left: all readable.
+    if (plainSub[i] && s.plainChars > subDepth[i]! - d) {
       const e = end[i]!;
       for (let j = tokStart[i]!, je = tokStart[e]!; j < je; j++) mask[tokIds[j]!] = 1;
       count += tokStart[e]! - tokStart[i]!;
