@@ -1,7 +1,8 @@
 /**
  * 1,000 requests mixing valid ones with malformed JSON, wrong types, huge values, unknown
  * models, empty messages, invalid UTF-8 ...: every bad one gets a 4xx in OpenAI's error shape,
- * no 5xx, the server lives, and resident memory after the run (after GC) is within 10% of before.
+ * no 5xx, the server lives, and resident memory after the run (after GC, less V8's young generation) is within 10% of
+ * before.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -136,15 +137,25 @@ async function runMix(count: number, offset: number): Promise<{ valid: number; b
   return { valid, bad, failures };
 }
 
+/**
+ * Resident memory after GC, less V8's young generation: V8 >= 13 (Node 24) grows the young
+ * generation's semi-spaces under allocation pressure (measured 16 -> 64 -> 128 MiB over 3,000
+ * requests with a flat old space) and keeps them; that is scratch space bounded by V8's flags,
+ * not memory the server holds on to.
+ */
 function rssAfterGc(): number {
   for (let i = 0; i < 3; i++) gc();
-  return process.memoryUsage.rss();
+  const young = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
+  return process.memoryUsage.rss() - young;
 }
 
 test('1,000 mixed requests: every bad one gets a 4xx, no 5xx, the server lives, RSS stays within 10%', async () => {
   // Warm up: JIT, caches of every sequence slot, fastify's internals.
   const warm = await runMix(300, 10_000);
   assert.deepEqual(warm.failures, []);
+  // and V8's heap sizing: Node 24's grows the young generation over the first ~1,000 requests
+  const settle = await runMix(1000, 20_000);
+  assert.deepEqual(settle.failures, []);
   const rss0 = rssAfterGc();
   const t0 = performance.now();
   const r = await runMix(1000, 0);
