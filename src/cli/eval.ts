@@ -16,6 +16,7 @@ import { evaluate, formatTable } from '../eval/evaluate.js';
 import { BUILTIN_TASK_FILES } from '../eval/builtin.js';
 import { fetchHubSplit } from '../eval/hub.js';
 import { formatPerplexity, perplexityOfIds } from '../eval/perplexity.js';
+import { formatMemorization, memorization } from '../eval/memorization.js';
 import { addModelOptions, defaultIO, loadForCli, parseIntFlag, type CliIO, type ModelFlags } from './options.js';
 
 interface EvalFlags extends ModelFlags {
@@ -38,6 +39,12 @@ interface EvalFlags extends ModelFlags {
   pplMode?: 'chunks' | 'rolling';
   chunks?: number;
   json?: boolean;
+  // memorization
+  corpus?: string;
+  prefix?: number;
+  suffix?: number;
+  n?: number;
+  unit?: 'token' | 'char';
 }
 
 function parseLimit(v: string): number {
@@ -50,7 +57,7 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
   const cmd = program
     .command('eval')
     .description('evaluate a model: lm-evaluation-harness tasks (default), or `eval perplexity` (perplexity / KL divergence)')
-    .argument('[mode]', 'perplexity (default: harness tasks)')
+    .argument('[mode]', 'perplexity | memorization (default: harness tasks)')
     .option('--tasks <list>', 'comma-separated task / group / tag names or task YAML files')
     .option('--include-path <dir>', 'directory of extra task YAMLs (repeatable)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--apply-chat-template', "render prompts with the model's chat template")
@@ -71,11 +78,20 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
       return v;
     })
     .option('--chunks <n>', 'perplexity: score at most N chunks / windows', parseIntFlag(1))
-    .option('--json', 'perplexity: print the report as JSON');
+    .option('--json', 'perplexity / memorization: print the report as JSON')
+    .option('--corpus <file>', 'memorization: JSONL ({"text"} or a string per line) or plain text (one document)')
+    .option('--prefix <n>', 'memorization: prompt tokens (default 50)', parseIntFlag(1))
+    .option('--suffix <n>', 'memorization: tokens to continue and compare (default 50)', parseIntFlag(1))
+    .option('--n <n>', 'memorization: most examples (default 10000)', parseIntFlag(1))
+    .option('--unit <unit>', 'memorization: edit distance in token (default) or char', (v: string) => {
+      if (v !== 'token' && v !== 'char') throw new InvalidArgumentError('expected token or char.');
+      return v;
+    });
   addModelOptions(cmd);
   cmd.action(async (mode: string | undefined, flags: EvalFlags) => {
     if (mode === 'perplexity') return runPerplexity(flags, io);
-    if (mode !== undefined) throw new UsageError(`unknown eval mode "${mode}" (expected perplexity, or none for harness tasks)`);
+    if (mode === 'memorization') return runMemorization(flags, io);
+    if (mode !== undefined) throw new UsageError(`unknown eval mode "${mode}" (expected perplexity, memorization, or none for harness tasks)`);
     if (!flags.tasks) throw new UsageError('--tasks is required (names or YAML files, comma-separated)');
     if (!flags.outputPath) throw new UsageError('--output-path DIR is required');
     const specs = flags.tasks.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -163,5 +179,45 @@ async function runPerplexity(flags: EvalFlags, io: CliIO): Promise<void> {
   } finally {
     bar?.stop();
     reference?.model.dispose();
+  }
+}
+
+/** Corpus documents: JSONL of {"text"} objects or strings, else the whole file as one document. */
+function readCorpus(file: string): string[] {
+  const text = fs.readFileSync(file, 'utf8');
+  if (!/\.jsonl?$/.test(file)) return [text];
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l, i) => {
+      let v: unknown;
+      try {
+        v = JSON.parse(l);
+      } catch {
+        throw new UsageError(`${file}:${i + 1}: not JSON`);
+      }
+      if (typeof v === 'string') return v;
+      if (v && typeof (v as { text?: unknown }).text === 'string') return (v as { text: string }).text;
+      throw new UsageError(`${file}:${i + 1}: expected a string or {"text": ...}`);
+    });
+}
+
+async function runMemorization(flags: EvalFlags, io: CliIO): Promise<void> {
+  if (!flags.corpus) throw new UsageError('eval memorization needs --corpus FILE');
+  if (!fs.existsSync(flags.corpus)) throw new UsageError(`no such file: ${flags.corpus}`);
+  const docs = readCorpus(flags.corpus);
+  const loaded = await loadForCli(flags, io);
+  if (!loaded.tokenizer) throw new UsageError(`${flags.model} has no tokenizer; eval memorization reads text`);
+  const report = await memorization(loaded.model, loaded.tokenizer, docs, {
+    ...(flags.prefix !== undefined ? { prefix: flags.prefix } : {}),
+    ...(flags.suffix !== undefined ? { suffix: flags.suffix } : {}),
+    ...(flags.n !== undefined ? { n: flags.n } : {}),
+    ...(flags.unit ? { unit: flags.unit } : {}),
+    ...(flags.batchSize !== undefined ? { parallel: flags.batchSize } : {}),
+  });
+  io.stdout.write(flags.json ? JSON.stringify(report) + '\n' : formatMemorization(report));
+  if (flags.outputPath) {
+    fs.mkdirSync(flags.outputPath, { recursive: true });
+    fs.writeFileSync(path.join(flags.outputPath, 'memorization.json'), JSON.stringify(report, null, 2) + '\n');
   }
 }

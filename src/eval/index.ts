@@ -17,3 +17,5 @@ export { TaskError } from './errors.js';
 export { renderTemplate, literalEval } from './jinja.js';
 export { perplexityOfIds, formatPerplexity } from './perplexity.js';
 export type { PerplexityOptions, PerplexityReport, KlReport } from './perplexity.js';
+export { memorization, levenshtein, formatMemorization } from './memorization.js';
+export type { MemorizationOptions, MemorizationReport, MemorizationMatch } from './memorization.js';
