@@ -279,8 +279,8 @@ test('run on the demo model: streamed text is the decoded ids; same seed, same o
   const calls: number[][] = [];
   const recording: CliIO['loadModel'] = async (spec, o) => {
     const loaded = await loadModel(spec, o);
-    const forward = loaded.model.forward.bind(loaded.model);
-    loaded.model.forward = (ids, cache, fo) => (calls.push([...ids]), forward(ids, cache, fo));
+    const forward = loaded.model.forwardAsync.bind(loaded.model);
+    loaded.model.forwardAsync = (ids, cache, fo) => (calls.push([...ids]), forward(ids, cache, fo));
     return loaded;
   };
   const c = await cli(registerRunCommand, ['run', '-m', 'demo', '--chat', '-n', '2', 'Hi'], { loadModel: recording });

@@ -93,6 +93,14 @@ export class FakeModel implements LanguageModel {
     return items.map((it) => this.forward(it.ids, it.cache, { allPositions: it.allPositions }));
   }
 
+  async forwardAsync(ids: readonly number[], cache: KVCache, options: { allPositions?: boolean } = {}): Promise<ForwardResult> {
+    return this.forward(ids, cache, options);
+  }
+
+  async forwardBatchAsync(items: readonly BatchItem[]): Promise<ForwardResult[]> {
+    return this.forwardBatch(items);
+  }
+
   dispose(): void {}
 }
 

@@ -95,7 +95,7 @@ for (const variant of ['gemma2', 'gemma3'] as const) {
         const again = model.createCache(maxTokens);
         assert.deepEqual(again.layers.map((l) => [l.k.byteOffset, l.v.byteOffset]), offsets, 'same places');
         // reused memory comes back zeroed
-        assert.ok(again.layers.every((l) => l.k.every((x) => x === 0) && l.v.every((x) => x === 0)));
+        assert.ok(again.layers.every((l) => (l.k as Float32Array).every((x) => x === 0) && (l.v as Float32Array).every((x) => x === 0)));
         model.forward([2, 3, 4], again);
         assert.deepEqual(backend.heapUsage(), usage);
         again.dispose();

@@ -38,7 +38,7 @@ export function registerForwardCommand(program: Command, io: CliIO = defaultIO()
     try {
       checkPromptIds(model, flags.ids);
       const cache = model.createCache(Math.max(flags.ids.length, 1));
-      const r = model.forward(flags.ids, cache, { allPositions: flags.allPositions === true });
+      const r = await model.forwardAsync(flags.ids, cache, { allPositions: flags.allPositions === true });
       const rows: Float32Array[] = [];
       for (let i = 0; i < r.rows; i++) rows.push(r.logits.subarray(i * r.vocab, (i + 1) * r.vocab));
       if (flags.json) {

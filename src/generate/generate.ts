@@ -204,7 +204,7 @@ export async function* generate(
 
   // Prefill: one call with every new prompt token.
   let t = performance.now();
-  let out = model.forward(promptIds.slice(cache.length), cache, forwardOptions);
+  let out = await model.forwardAsync(promptIds.slice(cache.length), cache, forwardOptions);
   prefillMs = performance.now() - t;
 
   for (;;) {
@@ -282,7 +282,7 @@ export async function* generate(
       break;
     }
     t = performance.now();
-    out = model.forward([id], cache, forwardOptions);
+    out = await model.forwardAsync([id], cache, forwardOptions);
     decodeMs += performance.now() - t;
     decodeTokens++;
   }

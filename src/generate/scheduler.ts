@@ -1,7 +1,7 @@
 /**
  * Continuous batching: many sequences share each model step.
  *
- * Every step runs ONE `model.forwardBatch` over all active sequences: a decoding sequence
+ * Every step runs ONE `model.forwardBatchAsync` over all active sequences: a decoding sequence
  * contributes its last sampled token, a sequence still reading its prompt contributes the next
  * slice of the prompt (at most `prefillChunk` prompt tokens per step in all, so decodes keep
  * flowing while a long prompt is read). New requests join between steps; each sequence has its
@@ -313,7 +313,7 @@ export class Scheduler {
       for (;;) {
         this.admit();
         if (this.active.length === 0) break;
-        this.step();
+        await this.step();
         // Let I/O (new requests, disconnects, socket writes) run between steps.
         await new Promise<void>((r) => setImmediate(r));
       }
@@ -377,7 +377,7 @@ export class Scheduler {
     this.counters.cachedPromptTokens += cache.length;
   }
 
-  private step(): void {
+  private async step(): Promise<void> {
     const t = performance.now();
     const batch: Array<{ seq: Sequence; ids: number[]; last: boolean }> = [];
     let budget = this.prefillChunk;
@@ -396,7 +396,7 @@ export class Scheduler {
     for (let i = 0; i < batch.length; i++) inputs[i] = { ids: batch[i]!.ids, cache: batch[i]!.seq.cache! };
     let results;
     try {
-      results = this.model.forwardBatch(inputs);
+      results = await this.model.forwardBatchAsync(inputs);
     } catch (e) {
       for (const b of batch) this.fail(b.seq, e);
       return;
@@ -406,6 +406,7 @@ export class Scheduler {
     let generated = 0;
     for (let i = 0; i < batch.length; i++) {
       const { seq, ids, last } = batch[i]!;
+      if (seq.state === 'done') continue; // aborted while the step ran (an asynchronous backend)
       if (ids.length === 1) seq.fed.push(ids[0]!);
       else for (const id of ids) seq.fed.push(id);
       if (seq.pending === undefined) {

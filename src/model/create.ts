@@ -4,6 +4,7 @@
  * browsers) open checkpoints and call assembleModel.
  */
 import type { Backend } from '../backend/backend.js';
+import { isTensorBackend, type TensorBackend } from '../backend/tensor.js';
 import { createJsBackend } from '../backend/js/index.js';
 import type { ModelConfig } from '../config/model-config.js';
 import { GemmaError, ModelError } from '../errors.js';
@@ -17,8 +18,11 @@ import { loadWeights } from './weights.js';
 export type BackendName = 'js' | 'wasm';
 
 export interface LoadOptions {
-  /** Compute backend (default 'wasm': WebAssembly SIMD + threads; 'js' is the readable reference). */
-  backend?: BackendName | Backend;
+  /**
+   * Compute backend (default 'wasm': WebAssembly SIMD + threads; 'js' is the readable reference;
+   * or a TensorBackend object).
+   */
+  backend?: BackendName | Backend | TensorBackend;
   threads?: number;
   onProgress?: (doneBytes: number, totalBytes: number) => void;
   /** Default context size of caches the model creates. */
@@ -46,7 +50,7 @@ export interface LoadedModel {
 /** What loadModel would report, from the headers only: no weights are read (for `gemma info`). */
 export type ModelDescription = Omit<LoadedModel, 'model'>;
 
-export async function createBackend(choice: LoadOptions['backend'], threads: number | undefined): Promise<Backend> {
+export async function createBackend(choice: LoadOptions['backend'], threads: number | undefined): Promise<Backend | TensorBackend> {
   if (choice && typeof choice === 'object') return choice;
   if (choice === 'js') return createJsBackend();
   if (choice === 'wasm' || choice === undefined) {
@@ -81,9 +85,15 @@ export async function assembleModel(ck: OpenedCheckpoint, tokenizer: Tokenizer |
     const backend = await createBackend(options.backend, options.threads);
     const { dtypes, weightBytes } = tensorStats(ck.source);
     const vocab = Math.min(tokenizer?.vocabSize ?? ck.config.vocabSize, ck.config.vocabSize);
-    const model = await createModel(ck.source, ck.config, { ...options, backend, vocabSize: vocab });
+    let model: GemmaModel;
+    try {
+      model = await createModel(ck.source, ck.config, { ...options, backend, vocabSize: vocab });
+    } catch (e) {
+      if (backend !== options.backend) backend.dispose(); // a GPU device left open keeps the process alive
+      throw e;
+    }
     const notices = [...ck.notices];
-    if (options.kvType === 'f16' && !(backend.allocF16 && backend.writeF16)) notices.push(`the ${backend.name} backend keeps the KV cache in f32 (an f16 cache needs the wasm backend)`);
+    if (options.kvType === 'f16' && !model.tensors.cacheTypes.includes('f16')) notices.push(`the ${backend.name} backend keeps the KV cache in f32 (an f16 cache needs the wasm backend)`);
     return { model, tokenizer, config: ck.config, path: where, format: ck.format, dtypes, weightBytes, notices };
   } catch (e) {
     if (e instanceof GemmaError) throw e;
@@ -98,6 +108,14 @@ export async function createModel(
   options: LoadOptions & { vocabSize?: number } = {},
 ): Promise<GemmaModel> {
   const backend = await createBackend(options.backend, options.threads);
-  const weights = await loadWeights(source, config, backend, { onProgress: options.onProgress });
+  let weights;
+  try {
+    weights = await loadWeights(source, config, backend, { onProgress: options.onProgress });
+    // a GPU reports allocation failures asynchronously: surface them here, as a typed error
+    if (isTensorBackend(backend)) await backend.settle?.();
+  } catch (e) {
+    if (backend !== options.backend) backend.dispose();
+    throw e;
+  }
   return new GemmaModel(config, weights, backend, { vocabSize: options.vocabSize, contextSize: options.contextSize, chunkSize: options.chunkSize, kvType: options.kvType });
 }

@@ -7,8 +7,16 @@
  * all their tokens, attention runs per segment on its own cache. Long prompts are processed in
  * steps of at most `chunkSize` tokens per sequence (bounded activation memory; the
  * sliding-window ring buffers are sized for it).
+ *
+ * The pass is written against TensorBackend: activations are backend tensors and every
+ * operation enqueues work. It is a generator that yields a tensor whenever it needs its values
+ * on the host (the logits rows callers asked for, an activation a hook reads, collected hidden
+ * states) and is resumed with them: `forward` answers at once (host backends, whose tensors are
+ * the typed arrays themselves), `forwardAsync` awaits one readback (webgpu) - one await per
+ * step without hooks.
  */
 import type { Backend, Matrix } from '../backend/backend.js';
+import { hostTensors, type Tensor, type TensorBackend } from '../backend/tensor.js';
 import type { ModelConfig } from '../config/model-config.js';
 import { ModelError } from '../errors.js';
 import { GemmaKVCache, type KVType } from './kv-cache.js';
@@ -37,19 +45,26 @@ interface Segment {
 
 type Hidden = NonNullable<ForwardResult['hidden']>;
 
+/** A forward pass: yields the tensors whose values it needs, resumed with those values. */
+type Pass<T> = Generator<Tensor, T, Float32Array>;
+
 export class GemmaModel implements LanguageModel {
   readonly config: ModelConfig;
   readonly vocabSize: number;
-  readonly backend: Backend;
+  /** The backend as given: a host Backend (js, wasm) or a TensorBackend (webgpu). */
+  readonly backend: Backend | TensorBackend;
+  /** The backend's tensor interface, which the forward pass runs on. */
+  readonly tensors: TensorBackend;
   readonly chunkSize: number;
   readonly contextSize: number;
   readonly kvType: KVType;
   private readonly w: GemmaWeights;
 
-  constructor(config: ModelConfig, weights: GemmaWeights, backend: Backend, options: GemmaModelOptions = {}) {
+  constructor(config: ModelConfig, weights: GemmaWeights, backend: Backend | TensorBackend, options: GemmaModelOptions = {}) {
     this.config = config;
     this.w = weights;
     this.backend = backend;
+    this.tensors = hostTensors(backend);
     const vocab = options.vocabSize ?? config.vocabSize;
     if (vocab > weights.embed.rows) throw new ModelError(`vocab size ${vocab} exceeds the embedding table (${weights.embed.rows} rows)`);
     this.vocabSize = vocab;
@@ -64,11 +79,44 @@ export class GemmaModel implements LanguageModel {
   }
 
   forward(ids: readonly number[], cache: KVCache, options: ForwardOptions = {}): ForwardResult {
-    return this.run([{ ids, cache, allPositions: options.allPositions }], options.hooks, options.collectHidden ?? false)[0]!;
+    return this.runSync(this.run([{ ids, cache, allPositions: options.allPositions }], options.hooks, options.collectHidden ?? false))[0]!;
   }
 
   forwardBatch(items: readonly BatchItem[], options: Omit<ForwardOptions, 'allPositions' | 'collectHidden'> = {}): ForwardResult[] {
-    return this.run(items, options.hooks, false);
+    return this.runSync(this.run(items, options.hooks, false));
+  }
+
+  async forwardAsync(ids: readonly number[], cache: KVCache, options: ForwardOptions = {}): Promise<ForwardResult> {
+    return (await this.runAsync(this.run([{ ids, cache, allPositions: options.allPositions }], options.hooks, options.collectHidden ?? false)))[0]!;
+  }
+
+  forwardBatchAsync(items: readonly BatchItem[], options: Omit<ForwardOptions, 'allPositions' | 'collectHidden'> = {}): Promise<ForwardResult[]> {
+    return this.runAsync(this.run(items, options.hooks, false));
+  }
+
+  /** Drive a pass synchronously: each read is answered at once (host backends only). */
+  private runSync<T>(pass: Pass<T>): T {
+    const readSync = this.tensors.readSync;
+    if (!readSync) throw new ModelError(`the ${this.tensors.name} backend is asynchronous: use forwardAsync / forwardBatchAsync`);
+    let r = pass.next();
+    while (!r.done) r = pass.next(readSync(r.value));
+    return r.value;
+  }
+
+  /** Drive a pass, awaiting each read. */
+  private async runAsync<T>(pass: Pass<T>): Promise<T> {
+    let r = pass.next();
+    while (!r.done) {
+      let values: Float32Array;
+      try {
+        values = await this.tensors.read(r.value);
+      } catch (e) {
+        pass.return(undefined as T); // runs the pass's finally blocks (its tensors are freed)
+        throw e;
+      }
+      r = pass.next(values);
+    }
+    return r.value;
   }
 
   private validate(items: readonly BatchItem[]): GemmaKVCache[] {
@@ -77,6 +125,7 @@ export class GemmaModel implements LanguageModel {
       if (!(cache instanceof GemmaKVCache)) throw new ModelError('cache was not created by this model');
       if (seen.has(cache)) throw new ModelError('the same cache appears twice in one batch');
       if (cache.disposed) throw new ModelError('the KV cache was disposed');
+      if (!this.tensors.host && cache.tensors !== this.tensors) throw new ModelError(`the KV cache does not live on this model's ${this.tensors.name} backend`);
       seen.add(cache);
       if (ids.length === 0) throw new ModelError('forward needs at least one token');
       if (cache.length + ids.length > cache.maxTokens) {
@@ -89,14 +138,13 @@ export class GemmaModel implements LanguageModel {
     });
   }
 
-  private run(items: readonly BatchItem[], hooks: Record<string, Hook> | undefined, collectHidden: boolean): ForwardResult[] {
+  private *run(items: readonly BatchItem[], hooks: Record<string, Hook> | undefined, collectHidden: boolean): Pass<ForwardResult[]> {
     const caches = this.validate(items);
+    const b = this.tensors;
     const H = this.config.hiddenSize;
     const V = this.vocabSize;
-    const results: ForwardResult[] = items.map((it) => {
-      const rows = it.allPositions ? it.ids.length : 1;
-      return { logits: new Float32Array(rows * V), rows, vocab: V };
-    });
+    // logits arrays are made when their rows arrive (a single read is used as it is)
+    const results: Array<Omit<ForwardResult, 'logits'> & { logits: Float32Array | undefined }> = items.map((it) => ({ logits: undefined, rows: it.allPositions ? it.ids.length : 1, vocab: V }));
     const hidden: Hidden | undefined = collectHidden
       ? { embeddings: new Float32Array(items[0]!.ids.length * H), layers: this.config.layers.map(() => new Float32Array(items[0]!.ids.length * H)), finalNorm: new Float32Array(items[0]!.ids.length * H) }
       : undefined;
@@ -113,7 +161,7 @@ export class GemmaModel implements LanguageModel {
         segs.push({ item: i, ids, cache: caches[i]!, row: rowsTotal });
         rowsTotal += ids.length;
       });
-      const x = this.runStep(segs, rowsTotal, hooks, hidden, start);
+      const x = yield* this.runStep(segs, rowsTotal, hooks, hidden, start);
 
       // Final norm + logits, only for the rows callers want.
       const wanted: Array<{ seg: Segment; from: number; count: number; outRow: number }> = [];
@@ -124,175 +172,172 @@ export class GemmaModel implements LanguageModel {
         else if (start + n === it.ids.length) wanted.push({ seg, from: n - 1, count: 1, outRow: 0 });
       }
       if (hidden) {
-        this.backend.rmsNorm(x, this.w.finalNorm, rowsTotal, H, this.config.rmsNormEps);
-        hidden.finalNorm.set(x, start * H);
+        b.rmsNorm(x, this.w.finalNorm, rowsTotal, H, this.config.rmsNormEps);
+        hidden.finalNorm.set(yield x, start * H);
       }
       const nRows = wanted.reduce((a, w) => a + w.count, 0);
-      if (nRows === 0) continue;
-      const gathered = new Float32Array(nRows * H);
-      let r = 0;
-      for (const w of wanted) {
-        gathered.set(x.subarray((w.seg.row + w.from) * H, (w.seg.row + w.from + w.count) * H), r * H);
-        r += w.count;
-      }
-      if (!hidden) this.backend.rmsNorm(gathered, this.w.finalNorm, nRows, H, this.config.rmsNormEps);
-      const cap = this.config.finalSoftcap;
-      if (wanted.length === 1 && wanted[0]!.outRow === 0) {
-        // one sequence's rows (a decode step, a prompt's last token): straight into its result
-        this.backend.matmul(this.w.embed, gathered, nRows, results[wanted[0]!.seg.item]!.logits, V, cap);
+      if (nRows === 0) {
+        b.free(x);
         continue;
       }
-      const logits = new Float32Array(nRows * V);
-      this.backend.matmul(this.w.embed, gathered, nRows, logits, V, cap);
-      r = 0;
-      for (const w of wanted) {
-        results[w.seg.item]!.logits.set(logits.subarray(r * V, (r + w.count) * V), w.outRow * V);
-        r += w.count;
+      const gathered = b.alloc(nRows * H);
+      const logits = b.alloc(nRows * V);
+      try {
+        let r = 0;
+        for (const w of wanted) {
+          b.copyRows(x, (w.seg.row + w.from) * H, H, gathered, r * H, H, w.count, H);
+          r += w.count;
+        }
+        b.free(x);
+        if (!hidden) b.rmsNorm(gathered, this.w.finalNorm, nRows, H, this.config.rmsNormEps);
+        b.matmul(this.w.embed, gathered, nRows, logits, V, this.config.finalSoftcap);
+        const values = yield logits;
+        r = 0;
+        for (const w of wanted) {
+          const res = results[w.seg.item]!;
+          const rows = values.subarray(r * V, (r + w.count) * V);
+          if (w.count === res.rows) res.logits = wanted.length === 1 ? rows : rows.slice();
+          else (res.logits ??= new Float32Array(res.rows * V)).set(rows, w.outRow * V);
+          r += w.count;
+        }
+      } finally {
+        b.free(gathered);
+        b.free(logits);
       }
     }
-    return results;
+    return results.map((r) => ({ ...r, logits: r.logits ?? new Float32Array(0) }));
   }
 
   /** Run one step through every layer; returns the residual stream [rows, H] (before the final norm). */
-  private runStep(segs: Segment[], n: number, hooks: Record<string, Hook> | undefined, hidden: Hidden | undefined, offset: number): Float32Array {
+  private *runStep(segs: Segment[], n: number, hooks: Record<string, Hook> | undefined, hidden: Hidden | undefined, offset: number): Pass<Tensor> {
     const c = this.config;
-    const b = this.backend;
+    const b = this.tensors;
     const H = c.hiddenSize;
     const qDim = c.numHeads * c.headDim;
     const kvDim = c.numKvHeads * c.headDim;
     const positions = new Int32Array(n);
     const itemOf = new Int32Array(n);
+    const ids = new Int32Array(n);
     for (const s of segs) {
       for (let t = 0; t < s.ids.length; t++) {
         positions[s.row + t] = s.cache.length + t;
         itemOf[s.row + t] = s.item;
+        ids[s.row + t] = s.ids[t]!;
       }
     }
 
-    // Embedding, scaled by sqrt(hidden) (f32 constant).
-    let x: Float32Array = new Float32Array(n * H);
-    const scale = Math.fround(c.embedScale);
-    for (const s of segs) {
-      for (let t = 0; t < s.ids.length; t++) {
-        const row = x.subarray((s.row + t) * H, (s.row + t + 1) * H);
-        b.getRow(this.w.embed, s.ids[t]!, row);
-        for (let i = 0; i < H; i++) row[i] = row[i]! * scale;
-      }
-    }
-    if (hidden) hidden.embeddings.set(x, offset * H);
-
-    const hook = (name: string, layer: number, act: Float32Array): Float32Array => {
-      if (!hooks) return act;
-      const fn = hooks[name] ?? hooks['*'];
-      if (!fn) return act;
-      const replaced = fn({ name, layer, activation: act, nTokens: n, dim: H, positions, items: itemOf });
-      if (replaced === undefined || replaced === act) return act;
-      if (replaced.length !== act.length) throw new ModelError(`hook ${name} returned ${replaced.length} values, expected ${act.length}`);
-      act.set(replaced);
-      return act;
-    };
-
-    // blocks.{i}.attn.hook_z: the concatenated head outputs [n, nHeads * headDim] before o_proj.
-    const hookZ = (layer: number, z: Float32Array) => {
-      const name = `blocks.${layer}.attn.hook_z`;
+    /** Show a hook the activation t ([n, dim]); keep what it changed in place or returned. */
+    const hook = function* (name: string, layer: number, t: Tensor, dim: number): Pass<void> {
       const fn = hooks?.[name] ?? hooks?.['*'];
       if (!fn) return;
-      const replaced = fn({ name, layer, activation: z, nTokens: n, dim: qDim, positions, items: itemOf });
-      if (replaced === undefined || replaced === z) return;
-      if (replaced.length !== z.length) throw new ModelError(`hook ${name} returned ${replaced.length} values, expected ${z.length}`);
-      z.set(replaced);
+      const act = yield t;
+      const replaced = fn({ name, layer, activation: act, nTokens: n, dim, positions, items: itemOf });
+      if (replaced !== undefined && replaced !== act) {
+        if (replaced.length !== act.length) throw new ModelError(`hook ${name} returned ${replaced.length} values, expected ${act.length}`);
+        act.set(replaced);
+      }
+      if (!b.host) b.write(t, act);
     };
 
-    const h = new Float32Array(n * H);
-    const q = new Float32Array(n * qDim);
-    const k = new Float32Array(n * kvDim);
-    const v = new Float32Array(n * kvDim);
-    const att = new Float32Array(n * qDim);
-    const attnOut = new Float32Array(n * H);
-    const gate = new Float32Array(n * c.intermediateSize);
-    const up = new Float32Array(n * c.intermediateSize);
-    const mlpOut = new Float32Array(n * H);
+    // Embedding, scaled by sqrt(hidden) (f32 constant).
+    const x = b.alloc(n * H);
+    b.embed(this.w.embed, ids, Math.fround(c.embedScale), x);
+    if (hidden) hidden.embeddings.set(yield x, offset * H);
+
+    const h = b.alloc(n * H);
+    const q = b.alloc(n * qDim);
+    const k = b.alloc(n * kvDim);
+    const v = b.alloc(n * kvDim);
+    const att = b.alloc(n * qDim);
+    const attnOut = b.alloc(n * H);
+    const gate = b.alloc(n * c.intermediateSize);
+    const up = b.alloc(n * c.intermediateSize);
+    const mlpOut = b.alloc(n * H);
+    // output of a stacked q|k|v or gate|up matrix, split by project()
+    const stacked = b.alloc(this.w.layers.some((L) => L.qkv.length === 1 || L.gateUp.length === 1) ? n * Math.max(qDim + 2 * kvDim, 2 * c.intermediateSize) : 0);
     const qScale = 1 / Math.sqrt(c.queryPreAttnScalar);
 
-    for (let i = 0; i < c.numLayers; i++) {
-      const L = this.w.layers[i]!;
-      const lc = c.layers[i]!;
-      x = hook(`blocks.${i}.hook_resid_pre`, i, x);
+    try {
+      for (let i = 0; i < c.numLayers; i++) {
+        const L = this.w.layers[i]!;
+        const lc = c.layers[i]!;
+        if (hooks) yield* hook(`blocks.${i}.hook_resid_pre`, i, x, H);
 
-      // Attention block.
-      h.set(x);
-      b.rmsNorm(h, L.inputNorm, n, H, c.rmsNormEps);
-      this.project(L.qkv, h, n, [q, k, v], [qDim, kvDim, kvDim]);
-      if (L.qNorm && L.kNorm) {
-        b.rmsNorm(q, L.qNorm, n * c.numHeads, c.headDim, c.rmsNormEps);
-        b.rmsNorm(k, L.kNorm, n * c.numKvHeads, c.headDim, c.rmsNormEps);
+        // Attention block.
+        b.copyRows(x, 0, n * H, h, 0, n * H, 1, n * H);
+        b.rmsNorm(h, L.inputNorm, n, H, c.rmsNormEps);
+        this.project(L.qkv, h, n, [q, k, v], [qDim, kvDim, kvDim], stacked);
+        if (L.qNorm && L.kNorm) {
+          b.rmsNorm(q, L.qNorm, n * c.numHeads, c.headDim, c.rmsNormEps);
+          b.rmsNorm(k, L.kNorm, n * c.numKvHeads, c.headDim, c.rmsNormEps);
+        }
+        b.rope(q, n, c.numHeads, c.headDim, positions, lc.ropeTheta, lc.ropeScaling);
+        b.rope(k, n, c.numKvHeads, c.headDim, positions, lc.ropeTheta, lc.ropeScaling);
+        for (const s of segs) {
+          const r0 = s.row, r1 = s.row + s.ids.length;
+          s.cache.write(i, b.view(k, r0 * kvDim, (r1 - r0) * kvDim), b.view(v, r0 * kvDim, (r1 - r0) * kvDim), positions.subarray(r0, r1));
+          const lcache = s.cache.layers[i]!;
+          // a linear layer's slot is the position: slots past the last query are never visible, and
+          // the storage grows by doubling, so attend over the used prefix only
+          const nSlots = lcache.ring ? lcache.slots : Math.min(lcache.slots, positions[r1 - 1]! + 1);
+          b.attention({
+            q: b.view(q, r0 * qDim, (r1 - r0) * qDim), k: lcache.k, v: lcache.v, nTokens: r1 - r0, nSlots,
+            nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim,
+            queryPositions: positions.subarray(r0, r1), slotPositions: lcache.slotPositions,
+            window: lc.window, scale: qScale, softcap: c.attnSoftcap, out: b.view(att, r0 * qDim, (r1 - r0) * qDim),
+          });
+        }
+        // blocks.{i}.attn.hook_z: the concatenated head outputs [n, nHeads * headDim] before o_proj.
+        if (hooks) yield* hook(`blocks.${i}.attn.hook_z`, i, att, qDim);
+        b.matmul(L.o, att, n, attnOut);
+        if (c.sandwichNorms) b.rmsNorm(attnOut, L.postAttnNorm, n, H, c.rmsNormEps);
+        if (hooks) yield* hook(`blocks.${i}.hook_attn_out`, i, attnOut, H);
+        b.add(x, attnOut, n * H);
+
+        // MLP block.
+        b.copyRows(x, 0, n * H, h, 0, n * H, 1, n * H);
+        b.rmsNorm(h, c.sandwichNorms ? L.preFfnNorm! : L.postAttnNorm, n, H, c.rmsNormEps);
+        this.project(L.gateUp, h, n, [gate, up], [c.intermediateSize, c.intermediateSize], stacked);
+        b.geluMul(gate, up, n * c.intermediateSize);
+        b.matmul(L.down, gate, n, mlpOut);
+        if (c.sandwichNorms) b.rmsNorm(mlpOut, L.postFfnNorm!, n, H, c.rmsNormEps);
+        if (hooks) yield* hook(`blocks.${i}.hook_mlp_out`, i, mlpOut, H);
+        b.add(x, mlpOut, n * H);
+
+        if (hooks) yield* hook(`blocks.${i}.hook_resid_post`, i, x, H);
+        if (hidden) hidden.layers[i]!.set(yield x, offset * H);
       }
-      b.rope(q, n, c.numHeads, c.headDim, positions, lc.ropeTheta, lc.ropeScaling);
-      b.rope(k, n, c.numKvHeads, c.headDim, positions, lc.ropeTheta, lc.ropeScaling);
-      for (const s of segs) {
-        const r0 = s.row, r1 = s.row + s.ids.length;
-        s.cache.write(i, k.subarray(r0 * kvDim, r1 * kvDim), v.subarray(r0 * kvDim, r1 * kvDim), positions.subarray(r0, r1));
-        const lcache = s.cache.layers[i]!;
-        // a linear layer's slot is the position: slots past the last query are never visible, and
-        // the storage grows by doubling, so attend over the used prefix only
-        const nSlots = lcache.ring ? lcache.slots : Math.min(lcache.slots, positions[r1 - 1]! + 1);
-        b.attention({
-          q: q.subarray(r0 * qDim, r1 * qDim), k: lcache.k, v: lcache.v, nTokens: r1 - r0, nSlots,
-          nHeads: c.numHeads, nKvHeads: c.numKvHeads, headDim: c.headDim,
-          queryPositions: positions.subarray(r0, r1), slotPositions: lcache.slotPositions,
-          window: lc.window, scale: qScale, softcap: c.attnSoftcap, out: att.subarray(r0 * qDim, r1 * qDim),
-        });
-      }
-      hookZ(i, att);
-      b.matmul(L.o, att, n, attnOut);
-      if (c.sandwichNorms) b.rmsNorm(attnOut, L.postAttnNorm, n, H, c.rmsNormEps);
-      const a = hook(`blocks.${i}.hook_attn_out`, i, attnOut);
-      for (let j = 0; j < x.length; j++) x[j] = x[j]! + a[j]!;
-
-      // MLP block.
-      h.set(x);
-      b.rmsNorm(h, c.sandwichNorms ? L.preFfnNorm! : L.postAttnNorm, n, H, c.rmsNormEps);
-      this.project(L.gateUp, h, n, [gate, up], [c.intermediateSize, c.intermediateSize]);
-      b.geluMul(gate, up, gate.length);
-      b.matmul(L.down, gate, n, mlpOut);
-      if (c.sandwichNorms) b.rmsNorm(mlpOut, L.postFfnNorm!, n, H, c.rmsNormEps);
-      const m = hook(`blocks.${i}.hook_mlp_out`, i, mlpOut);
-      for (let j = 0; j < x.length; j++) x[j] = x[j]! + m[j]!;
-
-      x = hook(`blocks.${i}.hook_resid_post`, i, x);
-      if (hidden) hidden.layers[i]!.set(x, offset * H);
+      for (const s of segs) s.cache.advance(s.ids.length);
+    } catch (e) {
+      b.free(x);
+      throw e;
+    } finally {
+      for (const t of [h, q, k, v, att, attnOut, gate, up, mlpOut, stacked]) b.free(t);
     }
-    for (const s of segs) s.cache.advance(s.ids.length);
     return x;
   }
 
-  private stackOut = new Float32Array(0);
-
   /**
    * outs[j] = x · W_j^T for the row blocks W_j of `dims` rows each, given either one stacked
-   * matrix (its output [n, sum(dims)] is split per token) or one matrix per block.
+   * matrix (its output [n, sum(dims)], written to `stacked`, is split per token) or one matrix
+   * per block.
    */
-  private project(mats: readonly Matrix[], x: Float32Array, n: number, outs: Float32Array[], dims: readonly number[]): void {
-    const b = this.backend;
+  private project(mats: readonly Matrix[], x: Tensor, n: number, outs: Tensor[], dims: readonly number[], stacked: Tensor): void {
+    const b = this.tensors;
     if (mats.length === outs.length) {
       mats.forEach((m, j) => b.matmul(m, x, n, outs[j]!));
       return;
     }
     const total = dims.reduce((a, d) => a + d, 0);
-    if (this.stackOut.length < n * total) this.stackOut = new Float32Array(n * total);
-    const y = this.stackOut;
-    b.matmul(mats[0]!, x, n, y);
-    for (let t = 0; t < n; t++) {
-      let at = t * total;
-      for (let j = 0; j < outs.length; j++) {
-        const d = dims[j]!;
-        outs[j]!.set(y.subarray(at, at + d), t * d);
-        at += d;
-      }
+    b.matmul(mats[0]!, x, n, stacked);
+    let at = 0;
+    for (let j = 0; j < outs.length; j++) {
+      b.copyRows(stacked, at, total, outs[j]!, 0, dims[j]!, n, dims[j]!);
+      at += dims[j]!;
     }
   }
 
   dispose(): void {
-    this.backend.dispose();
+    this.tensors.dispose();
   }
 }

@@ -4,82 +4,64 @@
  * a forward chunk of up to `chunk` tokens to see every key its window needs while it writes.
  * Each slot records the position it holds, so attention needs no copying or reordering.
  *
- * Keys and values live in the backend's memory when it offers `allocF32` (the wasm backend:
- * attention reads them in place instead of copying the cache in on every call), else in plain
- * Float32Arrays. `dispose()` returns that memory; a cache dropped without dispose returns it
+ * Keys and values are backend tensors (TensorBackend.allocCache): GPU buffers on webgpu, views on
+ * the backend's memory on wasm (attention reads them in place instead of copying the cache in
+ * on every call), plain Float32Arrays otherwise. `dispose()` returns that memory; a cache dropped without dispose returns it
  * when it is garbage-collected (FinalizationRegistry).
  *
  * KV type 'f16' (llama.cpp's default) stores keys and values as f16, rounded to nearest even:
  * half the memory, and half the bytes attention reads per generated token. It needs a backend
- * with allocF16 / writeF16 (the wasm backend); other backends keep f32, which is never less
+ * whose cacheTypes include f16 (the wasm backend); other backends keep f32, which is never less
  * exact. 'f32' (the default) keeps logits exact to the reference.
  */
 import { ModelError } from '../errors.js';
 import type { Backend } from '../backend/backend.js';
+import { hostTensors, type Tensor, type TensorBackend } from '../backend/tensor.js';
 import type { ModelConfig } from '../config/model-config.js';
 import type { KVCache } from './types.js';
 
-/** The part of a backend the cache uses for its storage. */
-export type KVAllocator = Pick<Backend, 'allocF32' | 'freeF32' | 'allocF16' | 'freeF16' | 'writeF16'>;
+/** Where a cache's keys and values live: a host backend (js, wasm) or a tensor backend (webgpu). */
+export type KVAllocator = Backend | TensorBackend;
 
 /** Element type of keys and values in a cache. */
 export type KVType = 'f32' | 'f16';
 
-type KVArray = Float32Array | Uint16Array;
-
-/** The backend arrays a cache holds; kept apart from the cache so the finalizer can free them. */
+/** The backend tensors a cache holds; kept apart from the cache so the finalizer can free them. */
 class Storage {
-  private readonly owned = new Set<KVArray>();
+  private readonly owned = new Set<Tensor>();
   /** The type actually stored: f16 only where the backend can hold and write it. */
   readonly type: KVType;
+  readonly tensors: TensorBackend;
   constructor(
     private readonly backend: KVAllocator | undefined,
     requested: KVType,
   ) {
-    this.type = requested === 'f16' && backend?.allocF16 && backend.freeF16 && backend.writeF16 ? 'f16' : 'f32';
+    this.tensors = hostTensors(backend);
+    this.type = requested === 'f16' && this.tensors.cacheTypes.includes('f16') ? 'f16' : 'f32';
   }
 
   get allocator(): KVAllocator | undefined {
     return this.backend;
   }
 
-  alloc(count: number): KVArray {
-    const b = this.backend;
-    if (this.type === 'f16') {
-      const a = b!.allocF16!(count);
-      this.owned.add(a);
-      return a;
-    }
-    if (b?.allocF32 && b.freeF32) {
-      let a: Float32Array | undefined;
-      try {
-        a = b.allocF32(count);
-      } catch (e) {
-        // the backend's memory is exhausted (or gone): plain arrays still work, just slower
-        if (!(e instanceof ModelError)) throw e;
-      }
-      if (a) {
-        this.owned.add(a);
-        return a;
-      }
-    }
-    return new Float32Array(count);
+  alloc(count: number): Tensor {
+    const a = this.tensors.allocCache(count, this.type);
+    if (!a) return new Float32Array(count);
+    this.owned.add(a);
+    return a;
   }
 
-  free(a: KVArray): void {
-    if (!this.owned.delete(a)) return;
-    if (a instanceof Uint16Array) this.backend!.freeF16!(a);
-    else this.backend!.freeF32!(a);
+  free(a: Tensor): void {
+    if (this.owned.delete(a)) this.tensors.free(a);
   }
 
   freeAll(): void {
     for (const a of [...this.owned]) this.free(a);
   }
 
-  /** dst[offset ..] = src in the stored type. */
-  write(dst: KVArray, offset: number, src: Float32Array): void {
-    if (dst instanceof Uint16Array) this.backend!.writeF16!(dst, offset, src);
-    else dst.set(src, offset);
+  /** dst[dstOffset ..] = src[srcOffset .., count values] in the stored type. */
+  copy(src: Tensor, srcOffset: number, dst: Tensor, dstOffset: number, count: number): void {
+    if (count > 0) this.tensors.copyRows(src, srcOffset, count, dst, dstOffset, count, 1, count);
   }
 
   get backed(): boolean {
@@ -90,9 +72,9 @@ class Storage {
 const finalizer = new FinalizationRegistry<Storage>((storage) => storage.freeAll());
 
 export interface LayerCache {
-  /** f32 values, or f16 bits for an f16 cache. */
-  k: Float32Array | Uint16Array;
-  v: Float32Array | Uint16Array;
+  /** f32 values, or f16 values for an f16 cache (host backends: Float32Array / Uint16Array of f16 bits). */
+  k: Tensor;
+  v: Tensor;
   /** Position held by each slot, -1 = empty. */
   slotPositions: Int32Array;
   /** Number of slots. */
@@ -137,7 +119,12 @@ export class GemmaKVCache implements KVCache {
         window: l.window,
       };
     });
-    if (backend?.allocF32 || storage.type === 'f16') finalizer.register(this, storage, this);
+    finalizer.register(this, storage, this);
+  }
+
+  /** The tensor backend the keys and values live on. */
+  get tensors(): TensorBackend {
+    return this.storage.tensors;
   }
 
   /** Element type of the stored keys and values. */
@@ -179,8 +166,8 @@ export class GemmaKVCache implements KVCache {
       const s = this.layers[i]!;
       const d = dst.layers[i]!;
       if (d.slots !== s.slots) dst.resize(d, s.slots);
-      copyInto(d.k, s.k);
-      copyInto(d.v, s.v);
+      this.storage.copy(s.k, 0, d.k, 0, s.k.length);
+      this.storage.copy(s.v, 0, d.v, 0, s.v.length);
       d.slotPositions.set(s.slotPositions);
     }
     dst._length = this._length;
@@ -196,8 +183,8 @@ export class GemmaKVCache implements KVCache {
     const n = Math.min(slots, layer.slots) * this.kvDim;
     const k = this.storage.alloc(slots * this.kvDim);
     const v = this.storage.alloc(slots * this.kvDim);
-    copyInto(k, layer.k.subarray(0, n));
-    copyInto(v, layer.v.subarray(0, n));
+    this.storage.copy(layer.k, 0, k, 0, n);
+    this.storage.copy(layer.v, 0, v, 0, n);
     this.storage.free(layer.k);
     this.storage.free(layer.v);
     const sp = new Int32Array(slots).fill(-1);
@@ -213,7 +200,7 @@ export class GemmaKVCache implements KVCache {
   }
 
   /** Store k/v rows [n, kvDim] of the given positions on one layer. */
-  write(layerIndex: number, k: Float32Array, v: Float32Array, positions: Int32Array): void {
+  write(layerIndex: number, k: Tensor, v: Tensor, positions: Int32Array): void {
     this.checkLive();
     const layer = this.layers[layerIndex]!;
     const d = this.kvDim;
@@ -230,8 +217,8 @@ export class GemmaKVCache implements KVCache {
         layer.slotPositions[s + (e - t)] = positions[e]!;
         e++;
       }
-      st.write(layer.k, s * d, k.subarray(t * d, e * d));
-      st.write(layer.v, s * d, v.subarray(t * d, e * d));
+      st.copy(k, t * d, layer.k, s * d, (e - t) * d);
+      st.copy(v, t * d, layer.v, s * d, (e - t) * d);
       t = e;
     }
   }
@@ -264,11 +251,4 @@ export class GemmaKVCache implements KVCache {
   byteLength(): number {
     return this.layers.reduce((a, l) => a + l.k.byteLength + l.v.byteLength + l.slotPositions.byteLength, 0);
   }
-}
-
-/** dst[0 ..] = src for two arrays of the same element type. */
-function copyInto(dst: KVArray, src: KVArray): void {
-  if (dst instanceof Uint16Array && src instanceof Uint16Array) dst.set(src);
-  else if (dst instanceof Float32Array && src instanceof Float32Array) dst.set(src);
-  else throw new ModelError('KV cache arrays of different element types');
 }

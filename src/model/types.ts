@@ -63,7 +63,7 @@ export interface LanguageModel {
   /** Length of each logits row: the tokenizer's real vocab when known, never the padded table. */
   readonly vocabSize: number;
   createCache(maxTokens?: number): KVCache;
-  /** Run `ids` at positions cache.length.. and append them to the cache. */
+  /** Run `ids` at positions cache.length.. and append them to the cache (host backends; see forwardAsync). */
   forward(ids: readonly number[], cache: KVCache, options?: ForwardOptions): ForwardResult;
   /**
    * Several sequences in one pass over the weights (continuous batching): every matrix product
@@ -71,5 +71,12 @@ export interface LanguageModel {
    * separate forward calls. `options.allPositions` is ignored in favour of each item's flag.
    */
   forwardBatch(items: readonly BatchItem[], options?: Omit<ForwardOptions, 'allPositions' | 'collectHidden'>): ForwardResult[];
+  /**
+   * The asynchronous twins of forward / forwardBatch: they work on every backend (webgpu reads
+   * its results back asynchronously), while forward / forwardBatch need a host backend (js,
+   * wasm) and throw ModelError on webgpu. Same results.
+   */
+  forwardAsync(ids: readonly number[], cache: KVCache, options?: ForwardOptions): Promise<ForwardResult>;
+  forwardBatchAsync(items: readonly BatchItem[], options?: Omit<ForwardOptions, 'allPositions' | 'collectHidden'>): Promise<ForwardResult[]>;
   dispose(): void;
 }

@@ -4,6 +4,7 @@
  * is detected from where embed_tokens lives.
  */
 import type { Backend, Matrix } from '../backend/backend.js';
+import type { TensorBackend } from '../backend/tensor.js';
 import type { ModelConfig } from '../config/model-config.js';
 import { ModelError } from '../errors.js';
 import { decodeBf16, decodeF16 } from '../formats/half.js';
@@ -50,7 +51,7 @@ function readTensor(source: TensorSource, name: string): Promise<Uint8Array> {
   return source.readAsync ? source.readAsync(name) : Promise.resolve(source.read(name));
 }
 
-export async function loadWeights(source: TensorSource, config: ModelConfig, backend: Backend, options: LoadWeightsOptions = {}): Promise<GemmaWeights> {
+export async function loadWeights(source: TensorSource, config: ModelConfig, backend: Backend | TensorBackend, options: LoadWeightsOptions = {}): Promise<GemmaWeights> {
   const prefix = detectPrefix(source);
   const total = source.list().reduce((a, t) => a + t.byteLength, 0);
   let done = 0;

@@ -17,7 +17,7 @@ export function cloneKVCache(model: LanguageModel, src: KVCache): KVCache | unde
     const s = src.layers[i]!;
     const d = dst.layers[i]!;
     if (s.ring !== d.ring || s.window !== d.window) return undefined;
-    Object.assign(d, { k: s.k.slice(), v: s.v.slice(), slotPositions: s.slotPositions.slice(), slots: s.slots });
+    Object.assign(d, { k: (s.k as Float32Array | Uint16Array).slice(), v: (s.v as Float32Array | Uint16Array).slice(), slotPositions: s.slotPositions.slice(), slots: s.slots });
   }
   dst.advance(src.length);
   return dst;
