@@ -16,6 +16,7 @@ import { test } from 'node:test';
 import { Ajv } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import fc from 'fast-check';
+import { z } from 'zod';
 import { UsageError } from '../src/errors.js';
 import { compileResponseFormat, jsonSchemaGrammar, markAllowed, tokenTable, type Grammar, type GrammarState, type JsonSchema } from '../src/generate/constraint/index.js';
 import { generateText } from '../src/generate/generate.js';
@@ -351,6 +352,41 @@ test('format: date-time, date, time, uuid, email, ipv4 (alone and with zod\'s pa
   });
 });
 
+test('zod: string helpers (their "format" + "pattern"), records and ints compile; every accepted value passes zod itself', () => {
+  const cases: Record<string, z.ZodType> = {
+    startsWith: z.string().startsWith('ab'),
+    endsWith: z.string().endsWith('.png'),
+    includes: z.string().includes('x'),
+    lowercase: z.string().lowercase().max(10),
+    cuid: z.cuid(),
+    ulid: z.ulid(),
+    nanoid: z.nanoid(),
+    e164: z.e164(),
+    hex: z.hex().max(8),
+    ipv6: z.ipv6(),
+    cidrv4: z.cidrv4(),
+    base64: z.base64().max(16),
+    guid: z.guid(),
+    int32: z.int32(),
+    nonnegative: z.number().nonnegative(),
+    datetimeOffset: z.iso.datetime({ offset: true }),
+    record: z.record(z.string(), z.number().int().min(0)),
+    recordEnumKeys: z.record(z.enum(['a', 'b']), z.boolean()),
+    partialRecord: z.partialRecord(z.enum(['x', 'y', 'z']), z.number().int().max(5)),
+    recordPatternKeys: z.record(z.string().regex(/^k\d$/), z.string().max(3)),
+  };
+  for (const [name, schema] of Object.entries(cases)) {
+    const json = z.toJSONSchema(schema, { target: 'draft-7', io: 'output' }) as JsonSchema;
+    let g: Grammar;
+    assert.doesNotThrow(() => (g = jsonSchemaGrammar(json)), `${name}: ${JSON.stringify(json)}`);
+    const valid = (v: unknown): boolean => schema.safeParse(v).success;
+    assert.ok(walkValidates(g!, valid, `${name} ${JSON.stringify(json)}`, name.length, 20) >= 10, `${name}: random paths complete`);
+  }
+  // propertyNames other than names' string keywords are refused, naming it.
+  assert.throws(() => jsonSchemaGrammar({ type: 'object', propertyNames: { type: 'string', not: {} } }), /"propertyNames" with "not" is not supported/);
+  assert.throws(() => jsonSchemaGrammar({ type: 'object', properties: { a: {} }, propertyNames: { pattern: '^a' } }), /next to declared "properties"/);
+});
+
 test('keywords compose with type arrays, nullable, $defs and objects; values outside are refused', () => {
   const schema = {
     type: 'object',
@@ -387,7 +423,7 @@ test('unsupported constructs and malformed keywords are UsageErrors naming them'
     [{ type: 'string', pattern: '^*' }, /quantified anchor/],
     [{ type: 'string', pattern: 3 }, /"pattern" must be a string/],
     [{ type: 'string', pattern: '(a|b)*a(a|b){20}' }, /too complex to compile/],
-    [{ type: 'string', format: 'uri' }, /the format "uri" is not supported \(supported: date, time, date-time, uuid, email, ipv4\)/],
+    [{ type: 'string', format: 'uri' }, /the format "uri" is not supported \(supported: date, time, date-time, uuid, email, ipv4; any other only next to a "pattern"/],
     [{ type: 'string', minLength: 3, maxLength: 2 }, /"minLength" is larger than "maxLength"/],
     [{ type: 'string', minLength: -1 }, /"minLength" must be an integer >= 0/],
     [{ type: 'string', pattern: '^\\d+$', format: 'email' }, /no string satisfies "pattern" "\^\\\\d\+\$" with "format" "email"/],

@@ -19,7 +19,8 @@
  * Value keywords (keywords.ts, machine.ts): minimum / maximum / exclusiveMinimum /
  * exclusiveMaximum (exact; bounded numbers are written in fixed point), multipleOf (integers),
  * minLength / maxLength (code points), pattern (the regex.ts subset), format (date-time, date,
- * time, uuid, email, ipv4).
+ * time, uuid, email, ipv4; another format only next to a pattern, which then decides),
+ * propertyNames (trivial, an enum of names, or string keywords for a map's names).
  * Properties are written in their declared order; required ones always, optional ones may be
  * skipped; additional properties (when allowed) come after them, with plain-text names that
  * differ from the declared ones.
@@ -45,7 +46,6 @@ const UNSUPPORTED = new Set([
   'unevaluatedItems',
   'unevaluatedProperties',
   'patternProperties',
-  'propertyNames',
   'minProperties',
   'maxProperties',
   'dependentRequired',
@@ -57,9 +57,6 @@ const UNSUPPORTED = new Set([
   'not',
   '$dynamicRef',
   '$recursiveRef',
-  'contentMediaType',
-  'contentEncoding',
-  'contentSchema',
 ]);
 
 const TYPES = ['object', 'array', 'string', 'number', 'integer', 'boolean', 'null'] as const;
@@ -69,6 +66,8 @@ type JsonType = (typeof TYPES)[number];
 const OBJECT_KEYWORDS = ['properties', 'required', 'additionalProperties'];
 const ARRAY_KEYWORDS = ['items', 'minItems', 'maxItems'];
 const STRING_KEYWORDS = ['minLength', 'maxLength', 'pattern', 'format'];
+/** Keywords that never change validity (content* are annotations in JSON Schema too). */
+const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$comment', 'deprecated', 'readOnly', 'writeOnly', '$schema', '$id', 'contentEncoding', 'contentMediaType', 'contentSchema']);
 const NUMBER_KEYWORDS = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf'];
 
 /** Most rules one schema may compile to, and the largest minItems / maxItems honoured. */
@@ -85,6 +84,13 @@ function isObject(v: unknown): v is Record<string, unknown> {
 function fail(path: string, message: string): never {
   throw new UsageError(`response_format schema${path ? ` at ${path}` : ''}: ${message}`);
 }
+
+/**
+ * Compiled value-keyword machines by what they encode (machines are immutable: grammars share
+ * them), so that the same bounds or pattern in another schema cost nothing. An LRU.
+ */
+const machineCache = new Map<string, ByteMachine>();
+const MACHINE_CACHE_SIZE = 256;
 
 class SchemaCompiler {
   readonly b = new GrammarBuilder();
@@ -284,14 +290,22 @@ class SchemaCompiler {
     }
   }
 
-  /** A byte machine for a value keyword (UsageError when too large to compile). */
-  private machineFor(path: string, what: string, make: () => ByteMachine): ByteMachine {
-    try {
-      return make();
-    } catch (e) {
-      if (e instanceof TooComplexError) fail(path, `${what} is too complex to compile (${e.message})`);
-      throw e;
+  /** The byte machine for a value keyword, shared across schemas (UsageError when too large to compile). */
+  private machineFor(key: string, path: string, what: string, make: () => ByteMachine): ByteMachine {
+    let m = machineCache.get(key);
+    if (m) {
+      machineCache.delete(key);
+    } else {
+      try {
+        m = make();
+      } catch (e) {
+        if (e instanceof TooComplexError) fail(path, `${what} is too complex to compile (${e.message})`);
+        throw e;
+      }
     }
+    machineCache.set(key, m);
+    if (machineCache.size > MACHINE_CACHE_SIZE) machineCache.delete(machineCache.keys().next().value!);
+    return m;
   }
 
   /** A string, under minLength / maxLength / pattern / format when given. */
@@ -319,14 +333,17 @@ class SchemaCompiler {
     if (schema.format !== undefined) {
       const f = schema.format;
       const node = typeof f === 'string' ? formatNode(f) : undefined;
-      if (!node) fail(path, `the format ${JSON.stringify(f)} is not supported (supported: ${Object.keys(FORMATS).join(', ')})`);
-      nodes.push([`"format" "${f as string}"`, node]);
+      // Another format next to a pattern is an annotation: zod writes its own check as that pattern.
+      if (node) nodes.push([`"format" "${f as string}"`, node]);
+      else if (typeof f !== 'string' || typeof schema.pattern !== 'string') {
+        fail(path, `the format ${JSON.stringify(f)} is not supported (supported: ${Object.keys(FORMATS).join(', ')}; any other only next to a "pattern", which then decides)`);
+      }
     }
     if (nodes.length === 0 && min === 0 && max === Infinity) return this.string();
     const what = [...nodes.map(([w]) => w), ...(min > 0 || max < Infinity ? ['the length limits'] : [])].join(' with ');
     const key = `string|${JSON.stringify([schema.pattern, schema.format, min, max])}`;
     return this.memo(key, () => {
-      const m = this.machineFor(path, what, () => {
+      const m = this.machineFor(key, path, what, () => {
         const ms: ByteMachine[] = nodes.map(([, n]) => compileRegex(n, 'json'));
         if (min > 0 || max < Infinity) ms.push(new StringLengthMachine(min, max));
         return ms.length === 1 ? ms[0]! : intersectMachines(ms);
@@ -374,7 +391,7 @@ class SchemaCompiler {
       const node = boundedNumber(bounds, integer);
       const what = `${integer ? 'an integer' : 'a number'} within the bounds${multiple !== undefined ? ` and a multiple of ${multiple}` : ''}`;
       if (!node) fail(path, `no ${what.replace(/^an? /, '')} exists (at most ${16} integer digits${integer ? '' : ' and 16 fraction digits'})`);
-      const m = this.machineFor(path, what, () => {
+      const m = this.machineFor(key, path, what, () => {
         const range = compileRegex(node, 'raw');
         return multiple === undefined ? range : intersectMachines([range, new MultipleOfMachine(multiple)]);
       });
@@ -425,7 +442,8 @@ class SchemaCompiler {
     return this.ref(rule);
   }
 
-  private object(schema: Record<string, unknown>, path: string): Elem {
+  private object(input: Record<string, unknown>, path: string): Elem {
+    const schema = this.withPropertyNames(input, path);
     const props = schema.properties ?? {};
     if (!isObject(props)) fail(path, '"properties" must be an object');
     const required = schema.required ?? [];
@@ -435,7 +453,8 @@ class SchemaCompiler {
     const add = schema.additionalProperties ?? false;
     if (typeof add !== 'boolean' && !isObject(add)) fail(path, '"additionalProperties" must be a boolean or a schema');
 
-    if (names.length === 0 && add === true) return this.anyObject();
+    const keyNames = schema.propertyNames as Record<string, unknown> | undefined;
+    if (names.length === 0 && add === true && !keyNames) return this.anyObject();
     const b = this.b;
     const ws = this.ws();
     const comma = [...b.literal(','), ws];
@@ -446,7 +465,7 @@ class SchemaCompiler {
         const none = this.memo('nothing', () => b.rule('nothing', [[]]));
         return [none, none];
       }
-      const key = this.keyNotIn(names, `${path}/additionalProperties`);
+      const key = keyNames ? this.constrainedString(keyNames, `${path}/propertyNames`) : this.keyNotIn(names, `${path}/additionalProperties`);
       const value = this.value(add, `${path}/additionalProperties`);
       const later = b.declare(`${path}|more`);
       b.define(later, [[], [...comma, ...member([key], value), this.ref(later)]]);
@@ -466,6 +485,35 @@ class SchemaCompiler {
       next = [first, later];
     }
     return b.rule(`${path}|object`, [[...b.literal('{'), ws, next[0], ...b.literal('}')]]);
+  }
+
+  /**
+   * `propertyNames` (zod writes it for records): nothing to do for {"type": "string"}; an
+   * "enum" of names becomes those properties, each under additionalProperties (what
+   * z.record(z.enum([...]), ...) means); string keywords (pattern, length, format) constrain the
+   * names of additional properties when no properties are declared. Anything else is refused.
+   */
+  private withPropertyNames(schema: Record<string, unknown>, path: string): Record<string, unknown> {
+    const pn = schema.propertyNames;
+    if (pn === undefined) return schema;
+    const { propertyNames: _p, ...rest } = schema;
+    if (pn === true || (isObject(pn) && Object.keys(pn).every((k) => k === 'type' || ANNOTATIONS.has(k)) && (pn.type === undefined || pn.type === 'string'))) return rest;
+    const at = `${path}/propertyNames`;
+    if (!isObject(pn)) fail(at, 'must be a schema object');
+    if (pn.type !== undefined && pn.type !== 'string') fail(at, 'property names are strings: "type" must be "string"');
+    const keys = Object.keys(pn).filter((k) => k !== 'type' && !ANNOTATIONS.has(k));
+    const declared = isObject(schema.properties) && Object.keys(schema.properties).length > 0;
+    if (keys.length === 1 && (keys[0] === 'enum' || keys[0] === 'const')) {
+      const names = keys[0] === 'enum' ? pn.enum : [pn.const];
+      if (!Array.isArray(names) || names.length === 0 || names.some((n) => typeof n !== 'string')) fail(at, `"${keys[0]}" must list strings`);
+      if (declared) fail(at, '"enum" next to declared "properties" is not supported');
+      const value = schema.additionalProperties ?? true;
+      return { ...rest, properties: Object.fromEntries((names as string[]).map((n) => [n, value])), additionalProperties: false };
+    }
+    const stringOnly = keys.every((k) => STRING_KEYWORDS.includes(k));
+    if (!stringOnly) fail(at, `"propertyNames" with ${keys.map((k) => `"${k}"`).join(', ')} is not supported (only "enum" or string keywords: ${STRING_KEYWORDS.join(', ')})`);
+    if (declared) fail(at, 'constrained "propertyNames" next to declared "properties" is not supported');
+    return { ...rest, propertyNames: pn, additionalProperties: schema.additionalProperties ?? true };
   }
 
   /**

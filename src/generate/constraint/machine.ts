@@ -311,7 +311,8 @@ function explore<S>(start: S, key: (s: S) => string, step: (s: S, byte: number) 
   const rev: number[][] = Array.from({ length: n }, () => []);
   for (let s = 0; s < n; s++) for (let c = 0; c < nc; c++) if (edges[s * nc + c]! >= 0) rev[edges[s * nc + c]!]!.push(s);
   const work: number[] = [];
-  for (let s = 0; s < n; s++) if (isFinal(states[s]!)) (productive[s] = 1), work.push(s);
+  const fin = Uint8Array.from(states, (x) => (isFinal(x) ? 1 : 0));
+  for (let s = 0; s < n; s++) if (fin[s]) (productive[s] = 1), work.push(s);
   while (work.length) for (const p of rev[work.pop()!]!) if (!productive[p]) (productive[p] = 1), work.push(p);
   if (!productive[0]) return new TableMachine(classOf, nc, new Int32Array(0), new Uint8Array(0));
   const renum = new Int32Array(n).fill(-1);
@@ -321,7 +322,7 @@ function explore<S>(start: S, key: (s: S) => string, step: (s: S, byte: number) 
   const finals = new Uint8Array(m);
   for (let s = 0; s < n; s++) {
     if (!productive[s]) continue;
-    finals[renum[s]!] = isFinal(states[s]!) ? 1 : 0;
+    finals[renum[s]!] = fin[s]!;
     for (let c = 0; c < nc; c++) {
       const t = edges[s * nc + c]!;
       table[renum[s]! * nc + c] = t >= 0 ? renum[t]! : -1;
@@ -339,25 +340,35 @@ export function compileRegex(node: RegexNode, encoding: Encoding): TableMachine 
   const boundaries: number[] = [];
   for (const e of nfa.bytes) for (let k = 0; k < e.length; k += 3) boundaries.push(e[k]!, e[k + 1]! + 1);
   // A state is its sorted set of NFA states (closed under epsilon moves, not under $ moves).
-  type D = { set: number[]; atStart: boolean };
-  const finalCache = new Map<string, boolean>();
+  type D = { set: ArrayLike<number>; atStart: boolean; key: string };
+  const dState = (set: ArrayLike<number>, atStart: boolean): D => ({ set, atStart, key: `${atStart ? 's' : ''}${Array.prototype.join.call(set, ',')}` });
+  // Epsilon closures of single NFA states (memoized) and a stamp array for unions without sets.
+  const eclose: Array<Int32Array | undefined> = [];
+  const closeOf = (x: number): Int32Array => (eclose[x] ??= Int32Array.from(nfa.closure([x], false, false)));
+  const stamp = new Int32Array(nfa.bytes.length);
+  let gen = 0;
   return explore<D>(
-    { set: nfa.closure([start], true, false), atStart: true },
-    (d) => `${d.atStart ? 's' : ''}${d.set.join(',')}`,
+    dState(nfa.closure([start], true, false), true),
+    (d) => d.key,
     (d, byte) => {
+      gen++;
       const out: number[] = [];
-      for (const s of d.set) {
-        const e = nfa.bytes[s]!;
-        for (let k = 0; k < e.length; k += 3) if (byte >= e[k]! && byte <= e[k + 1]!) out.push(e[k + 2]!);
+      for (let i = 0; i < d.set.length; i++) {
+        const e = nfa.bytes[d.set[i]!]!;
+        for (let k = 0; k < e.length; k += 3) {
+          if (byte < e[k]! || byte > e[k + 1]!) continue;
+          const c = closeOf(e[k + 2]!);
+          for (let j = 0; j < c.length; j++) {
+            if (stamp[c[j]!] !== gen) {
+              stamp[c[j]!] = gen;
+              out.push(c[j]!);
+            }
+          }
+        }
       }
-      return out.length ? { set: nfa.closure(out, false, false), atStart: false } : null;
+      return out.length ? dState(Int32Array.from(out).sort(), false) : null;
     },
-    (d) => {
-      const k = `${d.atStart ? 's' : ''}${d.set.join(',')}`;
-      let f = finalCache.get(k);
-      if (f === undefined) finalCache.set(k, (f = nfa.closure(d.set, d.atStart, true).includes(accept)));
-      return f;
-    },
+    (d) => nfa.closure(Array.from(d.set), d.atStart, true).includes(accept),
     boundaries,
   );
 }
