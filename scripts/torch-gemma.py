@@ -7,6 +7,9 @@ gemma-ts's training tests (test/train-torch.test.ts). Written from the Hugging F
   torch-gemma.py adamw --model DIR --data F.jsonl --steps N --lr X [--weight-decay W]
                                                                    -> {"losses": [...]}
   torch-gemma.py lora-logits --model DIR --adapter DIR --ids ...   -> {"logits": [[...]]}
+  torch-gemma.py lora-grads --model DIR --adapter DIR --ids ...    -> {"loss", "grads": {PEFT key: [...]}}
+  torch-gemma.py peft-random --model DIR --out DIR --rank R --alpha A --targets q_proj,... [--rslora] --ids ...
+      writes a random PEFT adapter (its own safetensors writer) -> {"logits": [[...]]}
 Loss: mean cross-entropy of ids[t + 1] at t = 0..n-2 on the final (soft-capped) logits.
 """
 import argparse
@@ -156,6 +159,42 @@ def loss_of(c, P, prefix, ids, lora=None):
     return torch.nn.functional.cross_entropy(logits[:-1], torch.tensor(ids[1:]))
 
 
+def write_safetensors(path, tensors):
+    header, blobs, off = {}, [], 0
+    for name, t in tensors.items():
+        b = t.detach().numpy().astype(np.float32).tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def read_adapter(adapter_dir, requires_grad=False):
+    cfg = json.load(open(os.path.join(adapter_dir, "adapter_config.json")))
+    A = read_safetensors(os.path.join(adapter_dir, "adapter_model.safetensors"))
+    r, alpha = cfg["r"], cfg["lora_alpha"]
+    scale = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
+    lora, keys = {}, {}
+    for k in A:
+        if k.endswith(".lora_A.weight"):
+            base = k[: -len(".lora_A.weight")]
+            name = base[len("base_model.model."):] + ".weight"
+            a, b = A[k], A[base + ".lora_B.weight"]
+            if requires_grad:
+                a.requires_grad_(True)
+                b.requires_grad_(True)
+            lora[name] = (a, b, scale)
+            keys[k] = a
+            keys[base + ".lora_B.weight"] = b
+    return lora, keys
+
+
 def load(model_dir):
     c = Config(json.load(open(os.path.join(model_dir, "config.json"))))
     P = read_safetensors(os.path.join(model_dir, "model.safetensors"))
@@ -165,7 +204,13 @@ def load(model_dir):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["grads", "adamw", "lora-logits"])
+    ap.add_argument("mode", choices=["grads", "adamw", "lora-logits", "lora-grads", "peft-random"])
+    ap.add_argument("--out")
+    ap.add_argument("--rank", type=int, default=4)
+    ap.add_argument("--alpha", type=float, default=8)
+    ap.add_argument("--targets", default="q_proj,v_proj")
+    ap.add_argument("--rslora", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", required=True)
     ap.add_argument("--ids")
     ap.add_argument("--data")
@@ -197,17 +242,31 @@ def main():
             opt.step()
             losses.append(loss.item())
         json.dump({"losses": losses}, sys.stdout)
+    elif a.mode == "lora-grads":
+        lora, keys = read_adapter(a.adapter, requires_grad=True)
+        ids = [int(s) for s in a.ids.split(",")]
+        loss = loss_of(c, P, prefix, ids, lora)
+        loss.backward()
+        json.dump({"loss": loss.item(), "grads": {k: v.grad.flatten().tolist() for k, v in keys.items()}}, sys.stdout)
     else:
-        cfg = json.load(open(os.path.join(a.adapter, "adapter_config.json")))
-        A = read_safetensors(os.path.join(a.adapter, "adapter_model.safetensors"))
-        r, alpha = cfg["r"], cfg["lora_alpha"]
-        scale = alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
-        lora = {}
-        for k in A:
-            if k.endswith(".lora_A.weight"):
-                base = k[: -len(".lora_A.weight")]
-                name = base[len("base_model.model."):] + ".weight"
-                lora[name] = (A[k], A[base + ".lora_B.weight"], scale)
+        if a.mode == "peft-random":
+            g = torch.Generator().manual_seed(a.seed)
+            paths = {"q_proj": "self_attn.q_proj", "k_proj": "self_attn.k_proj", "v_proj": "self_attn.v_proj", "o_proj": "self_attn.o_proj",
+                     "gate_proj": "mlp.gate_proj", "up_proj": "mlp.up_proj", "down_proj": "mlp.down_proj"}
+            targets = a.targets.split(",")
+            tensors = {}
+            for i in range(c.L):
+                for t in targets:
+                    W = P[f"{prefix}layers.{i}.{paths[t]}.weight"]
+                    key = f"base_model.model.{prefix}layers.{i}.{paths[t]}"
+                    tensors[key + ".lora_A.weight"] = torch.randn(a.rank, W.shape[1], generator=g) * 0.1
+                    tensors[key + ".lora_B.weight"] = torch.randn(W.shape[0], a.rank, generator=g) * 0.1
+            os.makedirs(a.out, exist_ok=True)
+            write_safetensors(os.path.join(a.out, "adapter_model.safetensors"), tensors)
+            json.dump({"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": a.rank, "lora_alpha": a.alpha, "use_rslora": a.rslora,
+                       "target_modules": targets, "lora_dropout": 0.0, "bias": "none"}, open(os.path.join(a.out, "adapter_config.json"), "w"))
+            a.adapter = a.out
+        lora, _ = read_adapter(a.adapter)
         ids = [int(s) for s in a.ids.split(",")]
         with torch.no_grad():
             logits = forward(c, P, prefix, ids, lora)

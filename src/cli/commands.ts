@@ -4,6 +4,7 @@ import { registerConvertCommands } from './convert.js';
 import { registerFinetuneCommand } from './finetune.js';
 import { registerEvalCommand } from './eval.js';
 import { registerForwardCommand } from './forward.js';
+import { registerMergeCommand } from './merge.js';
 import { registerInfoCommand } from './info.js';
 import { registerPullCommand } from './pull.js';
 import { registerRunCommand } from './run.js';
@@ -25,5 +26,6 @@ export const ALL_COMMANDS: Array<(program: Command) => void> = [
   (p) => registerShieldCommands(p),
   (p) => registerSaeCommands(p),
   (p) => registerFinetuneCommand(p),
+  (p) => registerMergeCommand(p),
   (p) => registerEvalCommand(p),
 ];

@@ -1,10 +1,13 @@
 /**
  * `gemma finetune --model M --data FILE|DIR --method full|lora --out DIR [--json] ...`: parse the
  * flags, load model and data, run the library's `finetune` iterator, print one line per step
- * (JSON with --json), write the result.
+ * (JSON with --json), write the result: a model directory (full) or a PEFT adapter directory
+ * plus adapter.gguf for llama.cpp (lora).
  */
 import { InvalidArgumentError, type Command } from 'commander';
-import { UsageError } from '../errors.js';
+import path from 'node:path';
+import { savePeftAdapter, saveGgufAdapter } from '../train/adapter.js';
+import { applyLora, resolveTargets } from '../train/lora.js';
 import { loadTrainModel } from '../train/checkpoint-io.js';
 import { loadDataset } from '../train/data.js';
 import { finetune, type FinetuneReport } from '../train/finetune.js';
@@ -34,6 +37,11 @@ interface FinetuneFlags {
   out: string;
   json?: boolean;
   backend?: 'js' | 'wasm';
+  rank: number;
+  alpha: number;
+  dropout: number;
+  rslora?: boolean;
+  targets: string;
 }
 
 function choice<T extends string>(values: readonly T[]): (v: string) => T {
@@ -81,11 +89,18 @@ export function registerFinetuneCommand(program: Command, io: CliIO = defaultIO(
     .option('--no-shuffle', 'keep the file order')
     .option('--pack', 'pack {"text"} examples into --max-seq-len sequences')
     .option('--eval-every <n>', 'validation loss every N steps (needs valid.jsonl)', parseIntFlag(0), 0)
+    .option('--rank <r>', 'LoRA rank', parseIntFlag(1), 8)
+    .option('--alpha <a>', 'LoRA alpha (scale = alpha / rank)', pos('a number > 0'), 16)
+    .option('--dropout <p>', 'LoRA dropout on the adapters\' input', parseFloatFlag((v) => v >= 0 && v < 1, 'a number in [0, 1)'), 0)
+    .option('--rslora', 'rank-stabilized LoRA: scale = alpha / sqrt(rank)')
+    .option('--targets <modules>', 'LoRA target modules: all-linear, or a comma list of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', 'all-linear')
     .option('--json', 'one JSON line per step and per evaluation')
     .option('--backend <name>', 'matrix-product kernels: wasm (default, SIMD) or js (the f64-sum reference)', choice(['js', 'wasm'] as const))
     .action(async (flags: FinetuneFlags) => {
-      if (flags.method === 'lora') throw new UsageError('--method lora is not available yet; use --method full');
-      const { model, tokenizer } = await loadTrainModel(flags.model, { backend: flags.backend });
+      const lora = flags.method === 'lora';
+      const targets = lora ? resolveTargets(flags.targets) : [];
+      const { model, tokenizer } = await loadTrainModel(flags.model, { backend: flags.backend, trainable: !lora });
+      if (lora) applyLora(model, { rank: flags.rank, alpha: flags.alpha, dropout: flags.dropout, rslora: flags.rslora === true, targets }, flags.seed);
       const data = loadDataset(flags.data, tokenizer, { maxSeqLen: flags.maxSeqLen, pack: flags.pack, vocabSize: model.weights.embed.shape[0]! });
       const reports = finetune(model, data, {
         optimizer: flags.optimizer, lr: flags.lr, steps: flags.steps, epochs: flags.epochs, batchSize: flags.batchSize,
@@ -93,7 +108,10 @@ export function registerFinetuneCommand(program: Command, io: CliIO = defaultIO(
         weightDecay: flags.weightDecay, seed: flags.seed, shuffle: flags.shuffle, evalEvery: flags.evalEvery,
       });
       for await (const r of reports) safeWrite(io, (flags.json ? reportJson(r) : reportText(r)) + '\n');
-      saveFullModel(model, flags.out);
+      if (lora) {
+        savePeftAdapter(model, flags.out);
+        saveGgufAdapter(model, path.join(flags.out, 'adapter.gguf'));
+      } else saveFullModel(model, flags.out);
       if (!flags.json) safeWrite(io, `wrote ${flags.out}\n`);
     });
 }

@@ -19,8 +19,10 @@ import { openTrainSource, trainModelFromSource, type TrainModel } from './params
 export interface LoadTrainOptions {
   /** Matrix-product kernels: 'wasm' (default: WebAssembly SIMD), 'js' (the readable f64-sum reference), or your own. */
   backend?: 'js' | 'wasm' | MatmulKernels;
-  /** Allocate gradients for every parameter (full fine-tuning; default true). */
+  /** true (default): f32 trainable parameters (full fine-tuning); false: a frozen base in its stored type (LoRA). */
   trainable?: boolean;
+  /** With trainable: allocate gradients (default true). */
+  grads?: boolean;
   noTokenizer?: boolean;
 }
 
@@ -31,7 +33,7 @@ export async function loadTrainModel(spec: string, options: LoadTrainOptions = {
   try {
     const b = options.backend ?? 'wasm';
     const matmul = b === 'js' ? jsMatmul : b === 'wasm' ? createWasmMatmul() : b;
-    const model = trainModelFromSource(opened.source, opened.config, { path: p, format: opened.format, rawConfig: opened.rawConfig }, { trainable: options.trainable, matmul });
+    const model = trainModelFromSource(opened.source, opened.config, { path: p, format: opened.format, rawConfig: opened.rawConfig }, { trainable: options.trainable, grads: options.grads, matmul });
     let tokenizer: Tokenizer | undefined;
     if (!options.noTokenizer) {
       const hasTok = opened.format === 'gguf' || ['tokenizer.json', 'tokenizer.model'].some((f) => fs.existsSync(path.join(p, f)));

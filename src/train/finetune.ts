@@ -200,10 +200,12 @@ export async function* finetune(model: TrainModel, data: Dataset | readonly Trai
     }
     model.zeroGrad();
     let lossSum = 0;
-    for (const ex of batch) {
+    for (const [j, ex] of batch.entries()) {
+      model.dropoutKey = (r.seed * 1000003 + step * 4099 + j) | 0;
       lossSum += sequenceForwardBackward(model, ex, targets > 0 ? 1 / targets : 0).lossSum;
       await tick();
     }
+    model.dropoutKey = undefined;
     const gradNorm = globalGradNorm(params);
     clipGradients(params, gradNorm, r.maxGradNorm);
     const lr = learningRate({ lr: r.lr, schedule: r.schedule, warmup: r.warmup, totalSteps: r.steps }, step - 1);

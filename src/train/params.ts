@@ -57,6 +57,55 @@ export class FullLinear implements TrainLinear {
   }
 }
 
+/**
+ * A frozen weight matrix in its stored type (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k): the base of
+ * a LoRA layer. Products decode blocks of rows to f32 on the fly (f32 is used in place), so the
+ * model stays in the memory of its stored weights.
+ */
+export class FrozenLinear implements TrainLinear {
+  private readonly f32: Float32Array | undefined;
+  /** Rows decoded per block (a multiple of 4, about 4 MB of f32). */
+  private readonly block: number;
+  constructor(
+    readonly dtype: DType,
+    readonly rows: number,
+    readonly cols: number,
+    readonly data: Uint8Array,
+    private readonly mm: MatmulKernels,
+  ) {
+    if (dtype === 'f32') this.f32 = data.byteOffset % 4 === 0 ? new Float32Array(data.buffer, data.byteOffset, rows * cols) : new Float32Array(data.slice().buffer);
+    this.block = Math.max(4, Math.floor((1 << 20) / cols / 4) * 4);
+  }
+  /** Rows [r0, r1) as f32 (a view for f32 weights). */
+  decodeRows(r0: number, r1: number, out: Float32Array): Float32Array {
+    if (this.f32) return this.f32.subarray(r0 * this.cols, r1 * this.cols);
+    const row = new Float32Array(this.cols);
+    for (let r = r0; r < r1; r++) {
+      decodeRow(this.dtype, this.data, r, this.cols, row);
+      out.set(row, (r - r0) * this.cols);
+    }
+    return out.subarray(0, (r1 - r0) * this.cols);
+  }
+  forward(x: Float32Array, n: number, y: Float32Array): void {
+    if (this.f32) return this.mm.xwt(x, this.f32, n, this.cols, this.rows, y);
+    const buf = new Float32Array(this.block * this.cols), part = new Float32Array(n * this.block);
+    for (let r0 = 0; r0 < this.rows; r0 += this.block) {
+      const r1 = Math.min(this.rows, r0 + this.block), m = r1 - r0;
+      this.mm.xwt(x, this.decodeRows(r0, r1, buf), n, this.cols, m, part);
+      for (let t = 0; t < n; t++) y.set(part.subarray(t * m, (t + 1) * m), t * this.rows + r0);
+    }
+  }
+  backward(dy: Float32Array, _x: Float32Array, n: number, dx: Float32Array): void {
+    if (this.f32) return this.mm.dyw(dy, this.f32, n, this.cols, this.rows, dx);
+    const buf = new Float32Array(this.block * this.cols), part = new Float32Array(n * this.block);
+    for (let r0 = 0; r0 < this.rows; r0 += this.block) {
+      const r1 = Math.min(this.rows, r0 + this.block), m = r1 - r0;
+      for (let t = 0; t < n; t++) part.set(dy.subarray(t * this.rows + r0, t * this.rows + r1), t * m);
+      this.mm.dyw(part, this.decodeRows(r0, r1, buf), n, this.cols, m, dx);
+    }
+  }
+}
+
 export interface TrainLayer {
   inputNorm: Param;
   postAttnNorm: Param;
@@ -100,6 +149,10 @@ export class TrainModel {
    * 0 = always recompute.
    */
   activationBudget = 256 * 1024 * 1024;
+  /** Set per training sequence: selects LoRA dropout masks (undefined = no dropout, evaluation). */
+  dropoutKey: number | undefined;
+  /** The LoRA configuration once applyLora has run. */
+  lora: { rank: number; alpha: number; dropout: number; rslora: boolean; targets: string[] } | undefined;
   private readonly byName: Map<string, Param>;
   constructor(
     readonly config: ModelConfig,
@@ -110,6 +163,11 @@ export class TrainModel {
   ) {
     this.params = params;
     this.byName = new Map(params.map((p) => [p.name, p]));
+  }
+  addParam(p: Param): void {
+    if (this.byName.has(p.name)) throw new ModelError(`parameter ${p.name} exists already`);
+    this.params.push(p);
+    this.byName.set(p.name, p);
   }
   param(name: string): Param | undefined {
     return this.byName.get(name);
@@ -171,8 +229,14 @@ function readF32(source: TensorSource, fullName: string, shape: number[]): Float
 
 export interface BuildOptions {
   matmul?: MatmulKernels;
-  /** Allocate gradients (default true: full fine-tuning). */
+  /**
+   * true (default): every tensor as a trainable f32 Param (full fine-tuning). false: a frozen
+   * base for LoRA - linear layers stay in their stored type (FrozenLinear), the embedding and
+   * norms are f32 without gradients.
+   */
   trainable?: boolean;
+  /** With trainable: allocate gradient buffers (default true; false for merging). */
+  grads?: boolean;
 }
 
 /** Read every tensor of a source into f32 parameters (HF norm convention: w, not 1 + w). */
@@ -181,30 +245,36 @@ export function trainModelFromSource(source: TensorSource, config: ModelConfig, 
   const embedInfo = source.get(prefix + 'embed_tokens.weight')!;
   const layout = tensorLayout(config, embedInfo.shape[0]);
   const dtypes = new Map<string, DType>();
-  const params: Param[] = layout.map(({ name, shape, kind }) => {
+  const trainable = options.trainable ?? true;
+  const mm = options.matmul ?? jsMatmul;
+  const frozen = new Map<string, FrozenLinear>();
+  const params: Param[] = [];
+  layout.forEach(({ name, shape, kind }) => {
     const info = source.get(prefix + name);
     if (!info) throw new ModelError(`checkpoint is missing tensor "${prefix + name}"`);
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
       throw new ModelError(`tensor "${prefix + name}" has shape [${info.shape.join(', ')}], config expects [${shape.join(', ')}]`);
     }
     dtypes.set(name, info.dtype);
+    if (!trainable && kind === 'matrix') {
+      frozen.set(name, new FrozenLinear(info.dtype, shape[0]!, shape[1]!, source.read(prefix + name), mm));
+      return;
+    }
     const data = readF32(source, prefix + name, shape);
     if (kind === 'norm' && source.normWeightsIncludeOne) for (let i = 0; i < data.length; i++) data[i] = data[i]! - 1;
-    const trainable = options.trainable ?? true;
-    return { name, shape, kind, data, grad: trainable ? new Float32Array(data.length) : undefined };
+    params.push({ name, shape, kind, data, grad: trainable && options.grads !== false ? new Float32Array(data.length) : undefined });
   });
-  const mm = options.matmul ?? jsMatmul;
-  return new TrainModel(config, groupWeights(config, params, mm), params, { ...checkpoint, prefix, dtypes }, mm);
+  return new TrainModel(config, groupWeights(config, params, mm, frozen), params, { ...checkpoint, prefix, dtypes }, mm);
 }
 
 /** Arrange parameters the way the forward pass reads them, with full-weight linear layers. */
-export function groupWeights(config: ModelConfig, params: Param[], mm: MatmulKernels): TrainWeights {
+export function groupWeights(config: ModelConfig, params: Param[], mm: MatmulKernels, frozen?: Map<string, FrozenLinear>): TrainWeights {
   const get = (name: string): Param => {
     const p = params.find((q) => q.name === name);
     if (!p) throw new ModelError(`parameter ${name} is missing`);
     return p;
   };
-  const lin = (name: string) => new FullLinear(get(name), mm);
+  const lin = (name: string): TrainLinear => frozen?.get(name) ?? new FullLinear(get(name), mm);
   const layers: TrainLayer[] = [];
   for (let i = 0; i < config.numLayers; i++) {
     const p = `layers.${i}.`;
