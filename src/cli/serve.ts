@@ -1,18 +1,26 @@
 /**
  * `gemma serve --model M`: the OpenAI-compatible server with a chat page at /.
+ *
+ * The server listens first and loads the default model behind a 503 /health (readiness), so that
+ * an orchestrator sees it start. SIGTERM / SIGINT drain: new requests get 503, accepted ones run
+ * to their end (up to --drain-timeout), then the process exits 0; a second signal exits at once.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
-import { createServer } from '../server/server.js';
+import { resolveModelPath } from '../model/load.js';
+import { createServer, type GemmaServer, type ModelSource } from '../server/server.js';
 import { attachShieldGuard } from '../safety/server-routes.js';
 import { loadSae } from '../interpret/sae.js';
 import { registerSaeRoutes } from '../interpret/server-routes.js';
 import type { JumpReluSae } from '../interpret/sae.js';
 import { addGuardOptions, guardOptionsFrom, type GuardFlags } from './shield.js';
-import { addModelOptions, defaultIO, loadForCli, parseIntFlag, type CliIO, type ModelFlags } from './options.js';
+import { addModelOptions, collect, defaultIO, loadForCli, parseIntFlag, type CliIO, type ModelFlags } from './options.js';
 
-interface ServeFlags extends ModelFlags, GuardFlags {
+interface ServeFlags extends Omit<ModelFlags, 'model'>, GuardFlags {
+  /** Repeatable: PATH or NAME=PATH. */
+  model: string[];
   sae?: string[];
   host: string;
   port: number;
@@ -24,6 +32,11 @@ interface ServeFlags extends ModelFlags, GuardFlags {
   cors?: boolean | string;
   alias?: string;
   bodyLimit: number;
+  drainTimeout: number;
+  maxLoaded?: number;
+  memoryBudget?: number;
+  replicaName?: string;
+  affinityTokens?: number;
   verbose?: boolean;
 }
 
@@ -34,10 +47,47 @@ export function modelIdFor(spec: string, alias?: string): string {
   return path.basename(path.resolve(spec)).replace(/\.gguf$/i, '') || 'gemma';
 }
 
+/** `NAME=PATH` or `PATH` (named after its file or directory; the first one may take --alias). */
+export function parseModelSpecs(specs: readonly string[], alias?: string): Array<{ id: string; spec: string }> {
+  const out: Array<{ id: string; spec: string }> = [];
+  specs.forEach((s, i) => {
+    const m = /^([A-Za-z0-9][\w.:-]{0,127})=(.+)$/.exec(s);
+    const entry = m ? { id: m[1]!, spec: m[2]! } : { id: modelIdFor(s, i === 0 ? alias : undefined), spec: s };
+    if (out.some((o) => o.id === entry.id)) throw new UsageError(`two models are named '${entry.id}': name them with --model NAME=PATH`);
+    out.push(entry);
+  });
+  return out;
+}
+
+/** `8GB`, `512MiB`, `1.5G` or a number of bytes. */
+export function parseByteSize(v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?$/i.exec(v.trim());
+  if (!m) throw new UsageError(`expected a size like 8GB, 512MiB or a number of bytes, got '${v}'`);
+  const exp = ' KMGT'.indexOf(m[2]!.toUpperCase() || ' ');
+  const bytes = Number(m[1]) * (m[3] ? 1024 : 1000) ** exp;
+  if (!(bytes >= 1)) throw new UsageError(`the size must be at least 1 byte, got '${v}'`);
+  return Math.floor(bytes);
+}
+
+/** Bytes of a checkpoint's weight files on disk (undefined when it cannot be read yet). */
+export function checkpointBytes(spec: string): number | undefined {
+  try {
+    const p = resolveModelPath(spec);
+    const st = fs.statSync(p);
+    if (st.isFile()) return st.size;
+    return fs
+      .readdirSync(p)
+      .filter((f) => /\.(safetensors|gguf|bin)$/i.test(f))
+      .reduce((a, f) => a + fs.statSync(path.join(p, f)).size, 0);
+  } catch {
+    return undefined;
+  }
+}
+
 export interface ServeHooks {
-  /** Stop the server when this fires (besides SIGINT / SIGTERM); for tests and embedding. */
+  /** Stop the server when this fires, as SIGTERM does (drain, then exit); for tests and embedding. */
   shutdown?: AbortSignal;
-  /** Called with the base URL once the server listens. */
+  /** Called with the base URL once the server listens and its default model is loaded. */
   onListening?: (url: string) => void;
 }
 
@@ -55,16 +105,25 @@ export function registerServeCommand(program: Command, io: CliIO = defaultIO(), 
     .option('--cors [origin]', 'send CORS headers (any origin, or the one given)')
     .option('--alias <name>', 'model id clients use (default: the model directory or file name)')
     .option('--body-limit <bytes>', 'largest request body', parseIntFlag(1024), 2 * 1024 * 1024)
+    .option('--drain-timeout <seconds>', 'on SIGTERM / SIGINT, how long accepted requests may still run before the exit', parseIntFlag(0, 86400), 30)
+    .option('--max-loaded <n>', 'most models loaded at once with several --model (least recently used idle ones are unloaded)', parseIntFlag(1, 1024))
+    .option('--memory-budget <size>', 'most weight bytes loaded at once with several --model, e.g. 8GB', parseByteSize)
+    .option('--replica-name <name>', 'send "X-Gemma-Replica: NAME" on every response (which replica answered behind a load balancer)')
+    .option('--affinity-tokens <n>', 'prompt tokens hashed into the X-Gemma-Affinity key of requests without X-Session-Id or user', parseIntFlag(1, 1_000_000), 64)
     .option('-v, --verbose', 'log every request')
     .option('--sae <[name=]path>', 'serve a Gemma Scope SAE: POST /v1/sae/features, "sae" on chat completions, page at /sae (repeatable)', (v: string, prev: string[] = []) => [...prev, v]);
   addModelOptions(cmd);
+  // --model is repeatable here: PATH, or NAME=PATH for each model of a multi-model server.
+  const modelOpt = cmd.options.find((o) => o.long === '--model');
+  if (modelOpt) {
+    modelOpt.argParser(collect);
+    modelOpt.description = 'model: directory (Hugging Face layout), .gguf file, "demo", or NAME=PATH; repeat for several models (the first is the default)';
+  }
   addGuardOptions(cmd);
   cmd.action(async (flags: ServeFlags) => {
     const apiKey = flags.apiKey ?? process.env.GEMMA_API_KEY;
     if (apiKey !== undefined && apiKey.trim() === '') throw new UsageError('--api-key must not be empty');
-    const loaded = await loadForCli(flags, io, flags.ctxSize ? { contextSize: flags.ctxSize } : {});
-    const ctxMax = loaded.config.maxPositionEmbeddings;
-    if (flags.ctxSize !== undefined && flags.ctxSize > ctxMax) throw new UsageError(`--ctx-size ${flags.ctxSize} exceeds the model's context of ${ctxMax} tokens`);
+    const specs = parseModelSpecs(flags.model, flags.alias);
     const gopts = guardOptionsFrom(flags, io.stderr);
     const saes: Record<string, JumpReluSae> = {};
     for (const spec of flags.sae ?? []) {
@@ -72,58 +131,116 @@ export function registerServeCommand(program: Command, io: CliIO = defaultIO(), 
       const name = eq > 0 ? spec.slice(0, eq) : path.basename(spec.replace(/\/+$/, '').replace(/\/params\.npz$/, '')) || 'sae';
       saes[name] = await loadSae(eq > 0 ? spec.slice(eq + 1) : spec);
     }
+    const withSaes = Object.keys(saes).length > 0;
+    const sources: ModelSource[] = specs.map(({ id, spec }, i) => {
+      const bytes = checkpointBytes(spec);
+      return {
+        id,
+        ...(bytes !== undefined ? { bytes } : {}),
+        // The SAE routes hold the default model: it stays loaded.
+        ...(i === 0 && withSaes ? { pinned: true } : {}),
+        load: async () => {
+          const loaded = await loadForCli({ ...flags, model: spec }, io, flags.ctxSize ? { contextSize: flags.ctxSize } : {});
+          const ctxMax = loaded.config.maxPositionEmbeddings;
+          if (flags.ctxSize !== undefined && flags.ctxSize > ctxMax) {
+            loaded.model.dispose();
+            throw new UsageError(`--ctx-size ${flags.ctxSize} exceeds the context of model '${id}' (${ctxMax} tokens)`);
+          }
+          return loaded;
+        },
+      };
+    });
     let guardHandle: { dispose(): void } | undefined;
-    const server = await createServer({
-      model: loaded.model,
-      tokenizer: loaded.tokenizer,
-      modelId: modelIdFor(flags.model, flags.alias),
+    let server: GemmaServer | undefined;
+    server = await createServer({
+      models: sources,
       apiKey,
       parallel: flags.parallel,
       maxQueue: flags.queue,
       ...(flags.ctxSize !== undefined ? { contextSize: flags.ctxSize } : {}),
       ...(flags.cacheSlots !== undefined ? { prefixCacheSize: flags.cacheSlots } : {}),
       ...(flags.cors !== undefined ? { cors: flags.cors } : {}),
+      ...(flags.maxLoaded !== undefined ? { maxLoaded: flags.maxLoaded } : {}),
+      ...(flags.memoryBudget !== undefined ? { memoryBudget: flags.memoryBudget } : {}),
       bodyLimit: flags.bodyLimit,
+      ...(flags.replicaName ? { replicaName: flags.replicaName } : {}),
+      ...(flags.affinityTokens !== undefined ? { affinityTokens: flags.affinityTokens } : {}),
       logger: flags.verbose === true,
-      ...(gopts || Object.keys(saes).length
+      ...(gopts || withSaes
         ? {
             configure: async (app) => {
               if (gopts) guardHandle = await attachShieldGuard(app, gopts);
-              if (Object.keys(saes).length) registerSaeRoutes(app, { model: loaded.model, tokenizer: loaded.tokenizer, saes });
+              if (withSaes) {
+                // SAE routes read the default model: it loads before the server listens.
+                const served = await server!.models.preload(specs[0]!.id);
+                registerSaeRoutes(app, { model: served.model, tokenizer: served.tokenizer, saes });
+              }
             },
           }
         : {}),
     });
+    const srv = server;
     let url: string;
     try {
-      url = await server.listen({ port: flags.port, host: flags.host });
+      url = await srv.listen({ port: flags.port, host: flags.host });
     } catch (e) {
+      await srv.close();
+      guardHandle?.dispose();
       throw new UsageError(`cannot listen on ${flags.host}:${flags.port}: ${(e as Error).message}`);
     }
-    io.stderr.write(
-      `gemma serve: model "${server.modelId}" on ${url} (parallel ${server.scheduler.parallel}, context ${server.scheduler.contextSize}${apiKey ? ', API key required' : ''})\n` +
-        `  chat page: ${url}/   API: ${url}/v1\n`,
-    );
-    if (flags.host !== '127.0.0.1' && flags.host !== 'localhost' && flags.host !== '::1' && !apiKey) {
-      io.stderr.write('warning: listening beyond localhost without --api-key\n');
+    io.stderr.write(`gemma serve: listening on ${url}, loading model "${srv.modelId}" (/health answers 503 until it is loaded)\n`);
+
+    // The first signal drains, a second exits at once.
+    let stopping: Promise<void> | undefined;
+    let stopRequested!: () => void;
+    const stopSignal = new Promise<void>((resolve) => (stopRequested = resolve));
+    const onSignal = (signal: string): void => {
+      if (stopping) {
+        io.stderr.write(`gemma serve: ${signal} again: exiting now\n`);
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      }
+      io.stderr.write(`gemma serve: ${signal}: draining ${srv.requestsInFlight} request(s), up to ${flags.drainTimeout} s; new requests get 503 (a second signal exits at once)\n`);
+      stopping = srv.shutdown(flags.drainTimeout * 1000).then((r) => {
+        io.stderr.write(r.timedOut ? `gemma serve: drain timeout: ${r.inFlight} request(s) cut off; stopped\n` : 'gemma serve: drained; stopped\n');
+      });
+      stopRequested();
+    };
+    const onSigterm = (): void => onSignal('SIGTERM');
+    const onSigint = (): void => onSignal('SIGINT');
+    const onAbort = (): void => onSignal('shutdown');
+    process.on('SIGTERM', onSigterm);
+    process.on('SIGINT', onSigint);
+    if (hooks.shutdown?.aborted) onAbort();
+    else hooks.shutdown?.addEventListener('abort', onAbort, { once: true });
+    const cleanup = (): void => {
+      process.off('SIGTERM', onSigterm);
+      process.off('SIGINT', onSigint);
+      hooks.shutdown?.removeEventListener('abort', onAbort);
+      guardHandle?.dispose();
+    };
+
+    try {
+      await Promise.race([srv.ready, stopSignal]);
+    } catch (e) {
+      cleanup();
+      await srv.close();
+      throw e;
     }
-    hooks.onListening?.(url);
-    await new Promise<void>((resolve) => {
-      const stop = (): void => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        hooks.shutdown?.removeEventListener('abort', stop);
-        io.stderr.write('gemma serve: shutting down\n');
-        void server.close().finally(() => {
-          guardHandle?.dispose();
-          loaded.model.dispose();
-          resolve();
-        });
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-      if (hooks.shutdown?.aborted) stop();
-      else hooks.shutdown?.addEventListener('abort', stop, { once: true });
-    });
+    if (!stopping) {
+      const s = srv.scheduler;
+      const others = specs.slice(1).map((x) => `"${x.id}"`);
+      io.stderr.write(
+        `gemma serve: model "${srv.modelId}" on ${url} (parallel ${s.parallel}, context ${s.contextSize}${apiKey ? ', API key required' : ''})\n` +
+          (others.length ? `  also serving ${others.join(', ')} (loaded on first use${flags.maxLoaded ? `, at most ${flags.maxLoaded} at once` : ''})\n` : '') +
+          `  chat page: ${url}/   API: ${url}/v1\n`,
+      );
+      if (flags.host !== '127.0.0.1' && flags.host !== 'localhost' && flags.host !== '::1' && !apiKey) {
+        io.stderr.write('warning: listening beyond localhost without --api-key\n');
+      }
+      hooks.onListening?.(url);
+    }
+    await stopSignal;
+    await stopping;
+    cleanup();
   });
 }

@@ -18,6 +18,8 @@ export interface AppOptions {
   bodyLimit?: number;
   /** Fastify's request log (default off). */
   logger?: boolean;
+  /** Sent as `X-Gemma-Replica` on every response. */
+  replicaName?: string;
 }
 
 export interface App {
@@ -26,6 +28,17 @@ export interface App {
   requests: RequestCounter;
   /** The CORS headers every response carries (none without --cors). */
   corsHeaders(): Record<string, string>;
+}
+
+/** A 503 with Retry-After: the server cannot take the request now, but will (or another replica can). */
+export class UnavailableError extends HttpError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+    options: { param?: string | null; code?: string | null } = {},
+  ) {
+    super(503, message, options);
+  }
 }
 
 /** Routes that stay open when --api-key is set: the chat page (it asks for the key) and health. */
@@ -73,7 +86,9 @@ export function createApp(options: AppOptions): App {
 
   const corsHeaders = (): Record<string, string> => (corsOrigin ? { 'access-control-allow-origin': corsOrigin, vary: 'Origin' } : {});
 
+  const replicaName = options.replicaName;
   app.addHook('onRequest', async (req, reply) => {
+    if (replicaName) reply.header('x-gemma-replica', replicaName);
     if (corsOrigin) {
       reply.headers(corsHeaders());
       if (req.method === 'OPTIONS') {
@@ -104,6 +119,7 @@ export function createApp(options: AppOptions): App {
 
   app.setErrorHandler((error: unknown, _req, reply) => {
     const body = toErrorBody(error);
+    if (error instanceof UnavailableError) reply.header('retry-after', String(error.retryAfterSeconds));
     reply.code(body.status).send(body.body);
   });
 

@@ -23,7 +23,42 @@ function esc(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
-export function renderMetrics(requests: RequestCounter, s: SchedulerStats, extra: { parallel: number; contextSize: number; uptimeSeconds: number }): string {
+export interface ServerGauges {
+  parallel: number;
+  contextSize: number;
+  uptimeSeconds: number;
+  /** Requests accepted and not yet answered (lifecycle.ts). */
+  requestsInFlight?: number;
+  /** Whether /health answers 200. */
+  ready?: boolean;
+  modelsLoaded?: number;
+  modelLoads?: number;
+  modelUnloads?: number;
+}
+
+/** Counters and gauges of several schedulers added up (the models of one server). */
+export function sumStats(list: readonly SchedulerStats[]): SchedulerStats {
+  const out: SchedulerStats = {
+    active: 0,
+    queued: 0,
+    prefixCacheEntries: 0,
+    requestsStarted: 0,
+    requestsFinished: 0,
+    requestsAborted: 0,
+    requestsFailed: 0,
+    promptTokens: 0,
+    cachedPromptTokens: 0,
+    prefillTokens: 0,
+    completionTokens: 0,
+    steps: 0,
+    recentTokensPerSecond: 0,
+    busyMs: 0,
+  };
+  for (const s of list) for (const k of Object.keys(out) as Array<keyof SchedulerStats>) out[k] += s[k];
+  return out;
+}
+
+export function renderMetrics(requests: RequestCounter, s: SchedulerStats, extra: ServerGauges): string {
   const lines: string[] = [];
   const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: Array<[string, number]>): void => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -52,6 +87,11 @@ export function renderMetrics(requests: RequestCounter, s: SchedulerStats, extra
   ]);
   metric('gemma_steps_total', 'counter', 'Batched model steps.', [['', s.steps]]);
   metric('gemma_busy_seconds_total', 'counter', 'Time spent in model steps.', [['', s.busyMs / 1000]]);
+  if (extra.requestsInFlight !== undefined) metric('gemma_requests_in_flight', 'gauge', 'HTTP requests accepted and not yet answered (streams until their last byte).', [['', extra.requestsInFlight]]);
+  if (extra.ready !== undefined) metric('gemma_ready', 'gauge', '1 when /health answers 200 (loaded, not draining).', [['', extra.ready ? 1 : 0]]);
+  if (extra.modelsLoaded !== undefined) metric('gemma_models_loaded', 'gauge', 'Models loaded now.', [['', extra.modelsLoaded]]);
+  if (extra.modelLoads !== undefined) metric('gemma_model_loads_total', 'counter', 'Model loads (the first one included).', [['', extra.modelLoads]]);
+  if (extra.modelUnloads !== undefined) metric('gemma_model_unloads_total', 'counter', 'Models unloaded to make room (--max-loaded, --memory-budget).', [['', extra.modelUnloads]]);
   metric('process_resident_memory_bytes', 'gauge', 'Resident memory of the server process.', [['', process.memoryUsage.rss()]]);
   metric('process_uptime_seconds', 'gauge', 'Seconds since the server started.', [['', extra.uptimeSeconds]]);
   return lines.join('\n') + '\n';

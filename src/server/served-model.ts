@@ -1,12 +1,11 @@
 /**
  * One model as the routes see it: the loaded model, its tokenizer, its scheduler, and the id
- * clients name in `model`. The registry maps request names to served models.
+ * clients name in `model`. The registry (model-pool.ts) maps request names to served models.
  */
 import { defaultChatRenderer, gemmaTurnRenderer, type ChatRenderer } from '../generate/chat-session.js';
 import type { Scheduler } from '../generate/scheduler.js';
 import type { LanguageModel } from '../model/types.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/types.js';
-import { HttpError } from './openai.js';
 
 export interface ServedModel {
   readonly id: string;
@@ -46,28 +45,30 @@ export function servedModel(id: string, model: LanguageModel, tokenizer: Tokeniz
   };
 }
 
-/** The models a server answers for, by the name requests give in `model`. */
-export interface ModelRegistry {
-  /** Every id clients may name, in the order /v1/models lists them. */
-  ids(): string[];
-  /** /v1/models' entry of one id (undefined: not served). */
-  describe(id: string): { id: string; created: number; meta?: Record<string, number> } | undefined;
-  /** The model a request names, ready to take sequences; a 404 `model_not_found` otherwise. */
-  resolve(name: string): Promise<ServedModel>;
-  /** Models loaded now. */
-  loaded(): ServedModel[];
+/** Something that ends (a response): a model stays loaded while a request holds it. */
+export interface Lease {
+  once(event: 'close', listener: () => void): unknown;
 }
 
-/** The registry of a server with one model. */
-export function singleModel(served: ServedModel): ModelRegistry {
-  return {
-    ids: () => [served.id],
-    describe: (id) =>
-      id === served.id ? { id, created: served.created, meta: { n_ctx: served.scheduler.contextSize, n_vocab: served.model.vocabSize } } : undefined,
-    async resolve(name) {
-      if (name !== served.id) throw new HttpError(404, `The model '${name}' does not exist (this server serves '${served.id}')`, { param: 'model', code: 'model_not_found' });
-      return served;
-    },
-    loaded: () => [served],
-  };
+/** /v1/models' entry of one model. */
+export interface ModelDescription {
+  id: string;
+  created: number;
+  status: 'loaded' | 'loading' | 'unloaded';
+  /** llama-server's meta of a loaded model. */
+  meta?: Record<string, number>;
+}
+
+/** The models a server answers for, by the name requests give in `model`. */
+export interface ModelRegistry {
+  /** Every id clients may name, in the order /v1/models lists them (the default first). */
+  ids(): string[];
+  describe(id: string): ModelDescription | undefined;
+  /**
+   * The model a request names, loaded if need be and held until `lease` closes; a 404
+   * `model_not_found` for names not served.
+   */
+  resolve(name: string, lease?: Lease): Promise<ServedModel>;
+  /** Models loaded now. */
+  loaded(): ServedModel[];
 }

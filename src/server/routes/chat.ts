@@ -10,6 +10,7 @@ import type { ChatMessage } from '../../tokenizer/types.js';
 import type { RouteContext } from '../context.js';
 import { HttpError, chatLogprobEntry, finishReasonOf, newId, nowSeconds, type ChatLogprobContent } from '../openai.js';
 import { abortOnDisconnect, allOrAbort, checkPrompt, maxTokensFor, parseBody, responseFormat, sequenceOptions, submitAll, toolFormat, usageOf } from '../request.js';
+import { affinityKey, setAffinity } from '../affinity.js';
 import { chatRequestSchema, responseFormatOf } from '../schemas.js';
 import { chunkHead, finishStream, sse, sseJson, startSse } from '../sse.js';
 import { chatMessagesOf, parseToolAnswer, toolConfigOf, type ToolAnswer } from '../tools.js';
@@ -26,7 +27,7 @@ const CHAT_FIELDS: ReadonlySet<string> = new Set(['tools', 'tool_choice']);
 export function registerChatRoutes(ctx: RouteContext): void {
   ctx.app.post('/v1/chat/completions', async (req, reply) => {
     const body = parseBody(chatRequestSchema, req.body, CHAT_FIELDS);
-    const served = await ctx.models.resolve(body.model);
+    const served = await ctx.models.resolve(body.model, reply.raw);
     const { tokenizer } = served;
     if (!tokenizer) throw new HttpError(400, 'this model has no tokenizer: use /v1/completions with token ids', { code: 'no_tokenizer' });
     const tools = toolConfigOf(body.tools, body.tool_choice, body.parallel_tool_calls);
@@ -42,6 +43,9 @@ export function registerChatRoutes(ctx: RouteContext): void {
       throw new HttpError(400, `cannot render the conversation: ${(e as Error).message}`, { param: 'messages' });
     }
     checkPrompt(served, ids, 'messages');
+    // The conversation's start (up to the first user turn) begins every later turn's prompt.
+    const firstUser = messages.findIndex((m) => m.role === 'user');
+    setAffinity(reply, affinityKey(req, body.user, () => (firstUser === messages.length - 1 ? ids : served.renderChat(messages.slice(0, firstUser + 1))), ctx.affinityTokens));
     const maxTokens = maxTokensFor(served, body.max_completion_tokens ?? body.max_tokens, ids.length, Infinity);
     const n = body.n ?? 1;
     const nTop = body.top_logprobs ?? 0;

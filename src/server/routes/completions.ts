@@ -10,6 +10,7 @@ import type { Tokenizer } from '../../tokenizer/types.js';
 import type { RouteContext } from '../context.js';
 import { HttpError, finishReasonOf, newId, nowSeconds, tokenInfo, wellFormed } from '../openai.js';
 import { abortOnDisconnect, allOrAbort, checkPrompt, maxTokensFor, parseBody, responseFormat, sequenceOptions, submitAll, usageOf } from '../request.js';
+import { affinityKey, setAffinity } from '../affinity.js';
 import { completionRequestSchema, type CompletionRequest } from '../schemas.js';
 import type { ServedModel } from '../served-model.js';
 import { chunkHead, finishStream, sse, sseJson, startSse } from '../sse.js';
@@ -61,13 +62,14 @@ function legacyLogprobs(tokenizer: Tokenizer | undefined, entries: readonly Logp
 export function registerCompletionRoutes(ctx: RouteContext): void {
   ctx.app.post('/v1/completions', async (req, reply) => {
     const body = parseBody(completionRequestSchema, req.body);
-    const served = await ctx.models.resolve(body.model);
+    const served = await ctx.models.resolve(body.model, reply.raw);
     const { tokenizer } = served;
     if (body.suffix) throw new HttpError(400, 'suffix is not supported', { param: 'suffix', code: 'unsupported_value' });
     const nLogprobs = body.logprobs ?? null;
     if (body.echo && nLogprobs !== null) throw new HttpError(400, 'echo together with logprobs is not supported', { param: 'echo', code: 'unsupported_value' });
     const prompts = promptsOf(served, body.prompt);
     for (const p of prompts) checkPrompt(served, p.ids, 'prompt');
+    setAffinity(reply, affinityKey(req, body.user, () => prompts[0]?.ids ?? [], ctx.affinityTokens));
     const n = body.n ?? 1;
     if (prompts.length * n > MAX_CHOICES) throw new HttpError(400, `at most ${MAX_CHOICES} completions per request (prompts x n = ${prompts.length * n})`, { param: 'n', code: 'invalid_value' });
     const id = newId('cmpl');

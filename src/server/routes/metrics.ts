@@ -1,14 +1,23 @@
 /**
- * GET /metrics: Prometheus text (metrics.ts) of the request counters and the scheduler.
+ * GET /metrics: Prometheus text (metrics.ts) of the request counters, the schedulers (summed
+ * over the served models) and the lifecycle.
  */
 import type { RouteContext } from '../context.js';
-import { renderMetrics } from '../metrics.js';
+import { renderMetrics, sumStats } from '../metrics.js';
 
 export function registerMetricsRoute(ctx: RouteContext): void {
   ctx.app.get('/metrics', async (_req, reply) => {
     reply.type('text/plain; version=0.0.4; charset=utf-8');
-    const [served] = ctx.models.loaded();
-    const scheduler = served!.scheduler;
-    return renderMetrics(ctx.requests, scheduler.stats(), { parallel: scheduler.parallel, contextSize: scheduler.contextSize, uptimeSeconds: (Date.now() - ctx.startedAt) / 1000 });
+    const loaded = ctx.models.loaded();
+    return renderMetrics(ctx.requests, sumStats(ctx.models.stats()), {
+      parallel: loaded.reduce((a, m) => a + m.scheduler.parallel, 0),
+      contextSize: loaded.reduce((a, m) => Math.max(a, m.scheduler.contextSize), 0),
+      uptimeSeconds: (Date.now() - ctx.startedAt) / 1000,
+      requestsInFlight: ctx.lifecycle.requestsInFlight,
+      ready: ctx.lifecycle.state === 'ready',
+      modelsLoaded: loaded.length,
+      modelLoads: ctx.models.loads,
+      modelUnloads: ctx.models.unloads,
+    });
   });
 }
