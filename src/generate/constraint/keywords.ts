@@ -160,6 +160,10 @@ function fraction(lo: string, hi: string): RegexNode {
 function fracDigits(lo: string, hi: string, i: number, tightLo: boolean, tightHi: boolean): RegexNode | null {
   const n = FRAC_DIGITS - i;
   if (n === 0) return null;
+  // A lower bound of zeros or an upper bound of nines from here on constrains nothing.
+  if (tightLo && /^0*$/.test(lo.slice(i))) tightLo = false;
+  if (tightHi && /^9*$/.test(hi.slice(i))) tightHi = false;
+  if (!tightLo && !tightHi) return rep(ANY_DIGIT, 1, n);
   const a = tightLo ? Number(lo[i]) : 0;
   const b = tightHi ? Number(hi[i]) : 9;
   const parts: RegexNode[] = [];
