@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
 import { Ajv } from 'ajv';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import fc from 'fast-check';
 import { z } from 'zod';
@@ -385,6 +386,25 @@ test('zod: string helpers (their "format" + "pattern"), records and ints compile
   // propertyNames other than names' string keywords are refused, naming it.
   assert.throws(() => jsonSchemaGrammar({ type: 'object', propertyNames: { type: 'string', not: {} } }), /"propertyNames" with "not" is not supported/);
   assert.throws(() => jsonSchemaGrammar({ type: 'object', properties: { a: {} }, propertyNames: { pattern: '^a' } }), /next to declared "properties"/);
+});
+
+test('tuples: prefixItems + items (2020-12) and array items + additionalItems (draft 7, zod)', () => {
+  const ajv2020 = addFormats(new Ajv2020({ strict: false }) as unknown as Ajv);
+  const cases: Array<[Record<string, unknown>, (v: unknown) => boolean, string[], string[]]> = [
+    [{ type: 'array', prefixItems: [{ type: 'string', maxLength: 3 }, { type: 'integer', minimum: 0 }], items: false }, (v) => ajv2020.validate({ type: 'array', prefixItems: [{ type: 'string', maxLength: 3 }, { type: 'integer', minimum: 0 }], items: false }, v), ['[]', '["a"]', '["a", 1]'], ['["a", 1, 2]', '[1]', '["abcd"]']],
+    [{ type: 'array', prefixItems: [{ const: 'x' }], items: { type: 'boolean' }, minItems: 2, maxItems: 4 }, (v) => ajv2020.validate({ type: 'array', prefixItems: [{ const: 'x' }], items: { type: 'boolean' }, minItems: 2, maxItems: 4 }, v), ['["x", true]', '["x", true, false, true]'], ['["x"]', '[true, true]', '["x", 1]']],
+  ];
+  for (const zs of [z.tuple([z.string().max(4), z.number().int()]), z.tuple([z.enum(['a', 'b'])]).rest(z.boolean())]) {
+    const json = z.toJSONSchema(zs, { target: 'draft-7' }) as Record<string, unknown>;
+    cases.push([json, (v) => zs.safeParse(v).success && validator(json)(v), [], []]);
+  }
+  for (const [schema, valid, good, bad] of cases) {
+    const g = jsonSchemaGrammar(schema);
+    for (const t of good) assert.ok(valid(JSON.parse(t)) && g.accepts(t), `${JSON.stringify(schema)} accepts ${t}`);
+    for (const t of bad) assert.equal(g.accepts(t), false, `${JSON.stringify(schema)} rejects ${t}`);
+    assert.ok(walkValidates(g, valid, JSON.stringify(schema), 9, 30) >= 20);
+  }
+  assert.throws(() => jsonSchemaGrammar({ type: 'array', prefixItems: [{}], items: false, minItems: 2 }), /"minItems" is larger than the closed tuple/);
 });
 
 test('keywords compose with type arrays, nullable, $defs and objects; values outside are refused', () => {

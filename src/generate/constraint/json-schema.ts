@@ -11,7 +11,8 @@
  *
  * Supported schema keywords: type (object, array, string, number, integer, boolean, null, and
  * arrays of types), properties, required, additionalProperties (false, true or a schema; absent
- * means false, as in llama.cpp and OpenAI's strict mode), items, minItems, maxItems, enum, const,
+ * means false, as in llama.cpp and OpenAI's strict mode), items, minItems, maxItems, tuples
+ * (prefixItems, or array items with additionalItems), enum, const,
  * anyOf, oneOf (compiled as anyOf: an output matching two alternatives is not prevented), allOf
  * with a single schema, nullable (OpenAPI), $ref to #, #/$defs/... and #/definitions/... (any
  * JSON pointer into the schema, recursion included), and the annotations (title, description,
@@ -41,8 +42,6 @@ const UNSUPPORTED = new Set([
   'contains',
   'minContains',
   'maxContains',
-  'prefixItems',
-  'additionalItems',
   'unevaluatedItems',
   'unevaluatedProperties',
   'patternProperties',
@@ -64,7 +63,7 @@ type JsonType = (typeof TYPES)[number];
 
 /** Keywords that only make sense for one type (used to infer a missing `type`). */
 const OBJECT_KEYWORDS = ['properties', 'required', 'additionalProperties'];
-const ARRAY_KEYWORDS = ['items', 'minItems', 'maxItems'];
+const ARRAY_KEYWORDS = ['items', 'minItems', 'maxItems', 'prefixItems', 'additionalItems'];
 const STRING_KEYWORDS = ['minLength', 'maxLength', 'pattern', 'format'];
 /** Keywords that never change validity (content* are annotations in JSON Schema too). */
 const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$comment', 'deprecated', 'readOnly', 'writeOnly', '$schema', '$id', 'contentEncoding', 'contentMediaType', 'contentSchema']);
@@ -559,9 +558,24 @@ class SchemaCompiler {
     return b.rule(`${path}|key`, [[...b.literal('"'), build(root, 0)]]);
   }
 
+  /**
+   * An array. Tuples: `prefixItems` with `items` for the rest (2020-12), or an array `items` with
+   * `additionalItems` for the rest (draft 7); `false` for the rest closes the tuple.
+   */
   private array(schema: Record<string, unknown>, path: string): Elem {
-    const items = schema.items ?? true;
-    if (Array.isArray(items)) fail(path, 'tuple "items" (an array of schemas) is not supported');
+    let prefix: unknown[] = [];
+    let rest: unknown = schema.items ?? true;
+    let prefixPath = `${path}/prefixItems`;
+    let restPath = `${path}/items`;
+    if (Array.isArray(schema.items)) {
+      prefix = schema.items;
+      rest = schema.additionalItems ?? true;
+      prefixPath = `${path}/items`;
+      restPath = `${path}/additionalItems`;
+    } else if (schema.prefixItems !== undefined) {
+      if (!Array.isArray(schema.prefixItems)) fail(path, '"prefixItems" must be an array of schemas');
+      prefix = schema.prefixItems;
+    }
     const bound = (k: 'minItems' | 'maxItems', fallback: number): number => {
       const v = schema[k];
       if (v === undefined) return fallback;
@@ -569,28 +583,33 @@ class SchemaCompiler {
       if (v > MAX_ITEMS_BOUND) fail(path, `"${k}" above ${MAX_ITEMS_BOUND} is not supported`);
       return v;
     };
+    if (prefix.length > MAX_ITEMS_BOUND) fail(path, `tuples of more than ${MAX_ITEMS_BOUND} items are not supported`);
     const min = bound('minItems', 0);
-    const max = bound('maxItems', Infinity);
-    if (min > max) fail(path, '"minItems" is larger than "maxItems"');
+    let max = bound('maxItems', Infinity);
+    if (rest === false) max = Math.min(max, prefix.length);
+    if (min > max) fail(path, rest === false && min > prefix.length ? '"minItems" is larger than the closed tuple' : '"minItems" is larger than "maxItems"');
     const b = this.b;
     const ws = this.ws();
     const open = [...b.literal('['), ws];
     const close = b.literal(']');
     if (max === 0) return b.rule(`${path}|array`, [[...open, ...close]]);
-    const item = this.value(items, `${path}/items`);
+    const items = prefix.map((p, i) => this.value(p, `${prefixPath}/${i}`));
+    let restItem: Elem | undefined;
+    const itemAt = (k: number): Elem => (k < items.length ? items[k]! : (restItem ??= this.value(rest, restPath)));
     // after(k): k >= 1 items written.
     const after = (k: number): Elem => {
-      if (max === Infinity && k >= min) {
-        const loop = b.declare(`${path}|items${min}+`);
+      if (max === Infinity && k >= min && k >= items.length) {
+        const item = itemAt(k);
+        const loop = b.declare(`${path}|items${k}+`);
         b.define(loop, [[], [...b.literal(','), ws, item, ws, this.ref(loop)]]);
         return this.ref(loop);
       }
       const alts: Elem[][] = [];
       if (k >= min) alts.push([]);
-      if (k < max) alts.push([...b.literal(','), ws, item, ws, after(k + 1)]);
+      if (k < max) alts.push([...b.literal(','), ws, itemAt(k), ws, after(k + 1)]);
       return b.rule(`${path}|items${k}`, alts);
     };
-    const alts: Elem[][] = [[...open, item, ws, after(1), ...close]];
+    const alts: Elem[][] = [[...open, itemAt(0), ws, after(1), ...close]];
     if (min === 0) alts.push([...open, ...close]);
     return b.rule(`${path}|array`, alts);
   }
