@@ -22,6 +22,7 @@ const STUBBED = {
   'src/interpret/sae.ts': 'loadSae(path) reads files; build a JumpReluSae from weights instead',
   'src/generate/constraint/vocab.ts': 'token tables are built on the calling thread in browsers',
   'src/formats/npz.ts': 'npz files are read from paths',
+  'src/formats/gguf.ts': 'readGGUF / writeGGUF take paths; browsers parse headers with parseGGUF over fetched bytes',
   'src/formats/safetensors.ts': 'openSafetensors / writeSafetensors take paths; browsers read headers with parseSafetensorsHeader',
 };
 
@@ -43,21 +44,27 @@ const platformSwap = {
     build.onResolve({ filter: /^node:/ }, (args) => {
       const importer = path.relative(root, args.importer);
       if (!(importer in STUBBED)) return { errors: [{ text: `${importer} imports ${args.path}: the web build allows node: imports only in ${Object.keys(STUBBED).join(', ')}` }] };
-      return { path: args.path, namespace: 'node-stub', pluginData: importer };
+      // One stub per importer: each exports the names its importer uses.
+      return { path: `${args.path}|${importer}`, namespace: 'node-stub' };
     });
     build.onLoad({ filter: /.*/, namespace: 'node-stub' }, (args) => {
-      const why = STUBBED[args.pluginData];
-      const fail = `() => { throw new Error(${JSON.stringify(`${args.path} is not available in the browser (${why})`)}); }`;
+      const [builtin, importer] = args.path.split('|');
+      const why = STUBBED[importer];
+      const fail = `() => { throw new Error(${JSON.stringify(`${builtin} is not available in the browser (${why})`)}); }`;
       // Property reads give the stub again (modules may read a member at load time); calls throw.
       const stub = `new Proxy(${fail}, { get: (_t, k) => (k === 'then' ? undefined : stub), apply: ${fail}, construct: ${fail} })`;
       // The names the importer takes from the module, each bound to the stub.
-      const source = readFileSync(path.join(root, args.pluginData), 'utf8');
+      const source = readFileSync(path.join(root, importer), 'utf8');
       const names = new Set();
-      for (const m of source.matchAll(new RegExp(`import\\s*(?:type\\s*)?\\{([^}]*)\\}\\s*from\\s*'${args.path}'`, 'g'))) {
+      for (const m of source.matchAll(new RegExp(`import\\s*(?:type\\s*)?\\{([^}]*)\\}\\s*from\\s*'${builtin}'`, 'g'))) {
         for (const part of m[1].split(',')) {
           const name = part.trim().replace(/^type\s+/, '').split(/\s+as\s+/)[0];
           if (name) names.add(name);
         }
+      }
+      // A namespace import (import * as fs): every member the module reads.
+      for (const m of source.matchAll(new RegExp(`import\\s*\\*\\s*as\\s+(\\w+)\\s+from\\s*'${builtin}'`, 'g'))) {
+        for (const use of source.matchAll(new RegExp(`\\b${m[1]}\\.(\\w+)`, 'g'))) names.add(use[1]);
       }
       const named = [...names].map((n) => `export const ${n} = stub;`).join('\n');
       return { contents: `const stub = ${stub};\nexport default stub;\n${named}`, loader: 'js' };

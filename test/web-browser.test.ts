@@ -2,7 +2,7 @@
  * The web build (dist/web/index.js) in real headless Chromium (Debian's /usr/bin/chromium driven by
  * playwright-core): the demo model loads from a local static server with and without COOP / COEP,
  * greedy generation gives the same tokens as Node, a second load comes from the Cache API without
- * a network request, File objects load too, and the bundle has no `node:` import.
+ * a network request, File objects and a GGUF URL load too, and the bundle has no `node:` import.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -14,6 +14,8 @@ import { encodeChat } from '../src/tokenizer/chat.js';
 import { loadModel } from '../src/model/load.js';
 import { generate } from '../src/generate/generate.js';
 import { packageRoot } from '../src/util/package-root.js';
+import { convertToGGUF } from '../src/formats/convert.js';
+import os from 'node:os';
 import { startStaticServer, type StaticServer } from './web-static.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -26,19 +28,31 @@ let browser: Browser;
 let plain: StaticServer;
 let isolated: StaticServer;
 let nodeIds: number[];
+let ggufDir: string;
+let ggufIds: number[];
+
+/** Greedy tokens of the Node library (wasm backend) for a model path. */
+async function nodeGreedy(spec: string): Promise<number[]> {
+  const { model, tokenizer } = await loadModel(spec, { backend: 'wasm', threads: 1 });
+  const ids: number[] = [];
+  for await (const c of generate(model, tokenizer, encodeChat(tokenizer!, MESSAGES), { maxTokens: MAX_TOKENS, temperature: 0, ignoreEos: true })) if (c.id >= 0) ids.push(c.id);
+  model.dispose?.();
+  return ids;
+}
 
 before(async () => {
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium package (apt-get install -y chromium)`);
   execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build-web.mjs')], { stdio: 'pipe' });
-  const mounts = { '/dist/web/': path.join(ROOT, 'dist', 'web'), '/models/demo/': path.join(ROOT, 'models', 'demo'), '/': path.join(ROOT, 'test', 'fixtures', 'web') };
+  // The demo as a Q8_0 GGUF file (its vocabulary in the metadata).
+  ggufDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gemma-web-gguf-'));
+  await convertToGGUF(path.join(ROOT, 'models', 'demo'), path.join(ggufDir, 'demo.Q8_0.gguf'), { type: 'q8_0', threads: 1 });
+  const mounts = { '/dist/web/': path.join(ROOT, 'dist', 'web'), '/models/demo/': path.join(ROOT, 'models', 'demo'), '/gguf/': ggufDir, '/': path.join(ROOT, 'test', 'fixtures', 'web') };
   plain = await startStaticServer(mounts);
   isolated = await startStaticServer(mounts, { isolated: true });
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
   // The reference: the Node library on the same backend.
-  const { model, tokenizer } = await loadModel('demo', { backend: 'wasm', threads: 1 });
-  nodeIds = [];
-  for await (const c of generate(model, tokenizer, encodeChat(tokenizer!, MESSAGES), { maxTokens: MAX_TOKENS, temperature: 0, ignoreEos: true })) if (c.id >= 0) nodeIds.push(c.id);
-  model.dispose?.();
+  nodeIds = await nodeGreedy('demo');
+  ggufIds = await nodeGreedy(path.join(ggufDir, 'demo.Q8_0.gguf'));
   assert.equal(nodeIds.length, MAX_TOKENS);
 });
 
@@ -46,6 +60,7 @@ after(async () => {
   await browser?.close();
   await plain?.close();
   await isolated?.close();
+  if (ggufDir) fs.rmSync(ggufDir, { recursive: true, force: true });
 });
 
 interface PageRun {
@@ -59,12 +74,12 @@ interface PageRun {
 }
 
 /** In the page: load the model (from a URL, or from File objects fetched first) and generate greedily. */
-async function runInPage(page: Page, options: { files?: boolean } = {}): Promise<PageRun> {
+async function runInPage(page: Page, options: { files?: boolean; url?: string } = {}): Promise<PageRun> {
   return page.evaluate(
-    async ({ messages, maxTokens, files }) => {
+    async ({ messages, maxTokens, files, url }) => {
       const g = await import(/* the bundle, served by the page's origin */ '/dist/web/index.js' as string);
       const downloads: Array<{ url: string; fromCache: boolean }> = [];
-      let input: unknown = '/models/demo/';
+      let input: unknown = url;
       if (files) {
         const names = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors'];
         input = await Promise.all(names.map(async (n) => new File([await (await fetch(`/models/demo/${n}`)).blob()], n)));
@@ -82,7 +97,7 @@ async function runInPage(page: Page, options: { files?: boolean } = {}): Promise
       loaded.model.dispose();
       return run;
     },
-    { messages: MESSAGES, maxTokens: MAX_TOKENS, files: options.files ?? false },
+    { messages: MESSAGES, maxTokens: MAX_TOKENS, files: options.files ?? false, url: options.url ?? '/models/demo/' },
   );
 }
 
@@ -148,6 +163,17 @@ test('File objects (a picked model directory) load and give the same tokens', as
     const run = await runInPage(page, { files: true });
     assert.deepEqual(run.downloads, [], 'File inputs download nothing');
     assert.deepEqual(run.ids, nodeIds);
+  } finally {
+    await context.close();
+  }
+});
+
+test('a GGUF file (Q8_0, vocabulary in its metadata) loads from its URL and gives the same tokens as Node', async () => {
+  const { context, page } = await freshPage(plain);
+  try {
+    const run = await runInPage(page, { url: '/gguf/demo.Q8_0.gguf' });
+    assert.deepEqual(run.ids, ggufIds);
+    assert.ok(run.downloads.some((d) => d.url.endsWith('/gguf/demo.Q8_0.gguf') && !d.fromCache));
   } finally {
     await context.close();
   }

@@ -27,6 +27,38 @@ export interface OpenedGGUF {
 /** Open a Gemma GGUF file: validated header, HF-named lazy tensor source, normalized config. */
 export function openGGUF(path: string): OpenedGGUF {
   const file = readGGUF(path);
+  const g = ggufTensors(file);
+  const source: GGUFSource = {
+    ...g.source,
+    read: (name) => readTensorData(file, g.lookup(name)),
+    readInto: (name, target) => readTensorInto(file, g.lookup(name), target),
+    ggufTensor: (name) => g.byHf.get(name),
+  };
+  return { file, source, config: g.config, arch: g.arch, notices: g.notices };
+}
+
+/**
+ * A Gemma GGUF header read elsewhere (the web build parses it from fetched bytes): config and a
+ * TensorSource whose tensors come from `readAsync(offset, length)`.
+ */
+export function ggufSourceFrom(file: GGUFFile, readAsync: (offset: number, length: number) => Promise<Uint8Array>): Omit<OpenedGGUF, 'source'> & { source: TensorSource } {
+  const g = ggufTensors(file);
+  const source: TensorSource = {
+    ...g.source,
+    read: (name) => {
+      throw new FormatError(`${file.path}: tensor "${name}" is read asynchronously (readAsync)`);
+    },
+    readAsync: async (name) => {
+      const t = g.lookup(name);
+      return readAsync(t.offset, t.byteLength);
+    },
+  };
+  return { file, source, config: g.config, arch: g.arch, notices: g.notices };
+}
+
+/** Validate a GGUF header as a Gemma model and map its tensors to HF names. */
+function ggufTensors(file: GGUFFile) {
+  const path = file.path;
   const arch = metaString(file, 'general.architecture');
   if (arch === undefined) throw new FormatError(`${path}: metadata "general.architecture" is missing`);
   if (arch !== 'gemma' && arch !== 'gemma2' && arch !== 'gemma3') {
@@ -62,21 +94,18 @@ export function openGGUF(path: string): OpenedGGUF {
     if (!t) throw new FormatError(`${path}: tensor "${name}" is not in the checkpoint`);
     return t;
   };
-  const source: GGUFSource = {
+  const source = {
     normWeightsIncludeOne: true,
     list: () => [...byHf].map(([name, t]) => infoOf(t, name)),
-    get: (name) => {
+    get: (name: string) => {
       const t = byHf.get(name);
       return t && infoOf(t, name);
     },
-    read: (name) => readTensorData(file, lookup(name)),
-    readInto: (name, target) => readTensorInto(file, lookup(name), target),
-    ggufTensor: (name) => byHf.get(name),
     close: () => {
       closed = true;
     },
   };
-  return { file, source, config, arch, notices };
+  return { config, arch: arch as GemmaArch, notices, byHf, lookup, source };
 }
 
 function checkShapes(path: string, c: ModelConfig, file: GGUFFile): void {

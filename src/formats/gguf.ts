@@ -158,18 +158,27 @@ export interface GGUFFile {
 // ---------------------------------------------------------------------------------------------
 // Reader
 
-/** Buffered sequential reader over a file descriptor that never reads past the file. */
+/**
+ * Reads up to `length` bytes at file offset `position` into buf[offset ..]; returns the count read
+ * (fewer only at the end of the file). readGGUF passes one over a file descriptor; the web build
+ * one over bytes fetched ahead.
+ */
+export type ReadAt = (buf: Uint8Array, offset: number, length: number, position: number) => number;
+
+/** Buffered sequential reader that never reads past the file. */
 class HeaderReader {
-  private buf: Buffer;
+  private buf: Uint8Array;
+  private view: DataView;
   private bufStart = 0; // file offset of buf[0]
   private bufLen = 0;
   pos = 0;
   constructor(
-    private readonly fd: number,
+    private readonly readAt: ReadAt,
     readonly fileSize: number,
     private readonly what: string,
   ) {
-    this.buf = Buffer.allocUnsafe(1 << 20);
+    this.buf = new Uint8Array(1 << 20);
+    this.view = new DataView(this.buf.buffer);
   }
 
   get remaining(): number {
@@ -182,11 +191,14 @@ class HeaderReader {
       throw new FormatError(`${this.what}: truncated file: ${context} needs ${n} bytes at offset ${this.pos} but the file has ${this.fileSize} bytes`);
     }
     if (this.pos >= this.bufStart && this.pos + n <= this.bufStart + this.bufLen) return this.pos - this.bufStart;
-    if (n > this.buf.length) this.buf = Buffer.allocUnsafe(Math.max(n, this.buf.length * 2));
+    if (n > this.buf.length) {
+      this.buf = new Uint8Array(Math.max(n, this.buf.length * 2));
+      this.view = new DataView(this.buf.buffer);
+    }
     const want = Math.min(this.buf.length, this.fileSize - this.pos);
     let got = 0;
     while (got < want) {
-      const r = fs.readSync(this.fd, this.buf, got, want - got, this.pos + got);
+      const r = this.readAt(this.buf, got, want - got, this.pos + got);
       if (r <= 0) break;
       got += r;
     }
@@ -204,47 +216,47 @@ class HeaderReader {
   i8(ctx: string): number {
     const i = this.ensure(1, ctx);
     this.pos += 1;
-    return this.buf.readInt8(i);
+    return this.view.getInt8(i);
   }
   u16(ctx: string): number {
     const i = this.ensure(2, ctx);
     this.pos += 2;
-    return this.buf.readUInt16LE(i);
+    return this.view.getUint16(i, true);
   }
   i16(ctx: string): number {
     const i = this.ensure(2, ctx);
     this.pos += 2;
-    return this.buf.readInt16LE(i);
+    return this.view.getInt16(i, true);
   }
   u32(ctx: string): number {
     const i = this.ensure(4, ctx);
     this.pos += 4;
-    return this.buf.readUInt32LE(i);
+    return this.view.getUint32(i, true);
   }
   i32(ctx: string): number {
     const i = this.ensure(4, ctx);
     this.pos += 4;
-    return this.buf.readInt32LE(i);
+    return this.view.getInt32(i, true);
   }
   f32(ctx: string): number {
     const i = this.ensure(4, ctx);
     this.pos += 4;
-    return this.buf.readFloatLE(i);
+    return this.view.getFloat32(i, true);
   }
   f64(ctx: string): number {
     const i = this.ensure(8, ctx);
     this.pos += 8;
-    return this.buf.readDoubleLE(i);
+    return this.view.getFloat64(i, true);
   }
   u64big(ctx: string): bigint {
     const i = this.ensure(8, ctx);
     this.pos += 8;
-    return this.buf.readBigUInt64LE(i);
+    return this.view.getBigUint64(i, true);
   }
   i64big(ctx: string): bigint {
     const i = this.ensure(8, ctx);
     this.pos += 8;
-    return this.buf.readBigInt64LE(i);
+    return this.view.getBigInt64(i, true);
   }
   /** A u64 that must be a safe JS integer (counts, lengths, offsets). */
   u64(ctx: string): number {
@@ -262,9 +274,12 @@ class HeaderReader {
     if (len > this.remaining) {
       throw new FormatError(`${this.what}: ${ctx}: string length ${len} at offset ${this.pos - 8} runs past the end of the file (${this.remaining} bytes left)`);
     }
-    return Buffer.from(this.bytes(len, ctx)).toString('utf8');
+    return utf8.decode(this.bytes(len, ctx));
   }
 }
+
+// ignoreBOM: keep a leading U+FEFF (a vocabulary piece may be exactly that), as Buffer's decoding does.
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
 function bigToValue(v: bigint): number | bigint {
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
@@ -329,19 +344,23 @@ export function readGGUF(path: string, options: ReadGGUFOptions = {}): GGUFFile 
   }
   try {
     const fileSize = fs.fstatSync(fd).size;
-    return parseHeader(new HeaderReader(fd, fileSize, path), path, options);
+    return parseGGUF(path, fileSize, (buf, offset, length, position) => fs.readSync(fd, buf, offset, length, position), options);
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** Parse a GGUF header from any random-access reader (`path` names the file in messages and in the result). */
+export function parseGGUF(path: string, fileSize: number, readAt: ReadAt, options: ReadGGUFOptions = {}): GGUFFile {
+  return parseHeader(new HeaderReader(readAt, fileSize, path), path, options);
 }
 
 function parseHeader(r: HeaderReader, path: string, options: ReadGGUFOptions): GGUFFile {
   if (r.fileSize < 4) throw new FormatError(`${path}: not a GGUF file (${r.fileSize} bytes, too short for the magic)`);
   const magic = r.u32('magic');
   if (magic !== GGUF_MAGIC) {
-    const shown = Buffer.alloc(4);
-    shown.writeUInt32LE(magic);
-    throw new FormatError(`${path}: not a GGUF file (magic ${JSON.stringify(shown.toString('latin1'))}, expected "GGUF")`);
+    const shown = String.fromCharCode(magic & 0xff, (magic >>> 8) & 0xff, (magic >>> 16) & 0xff, magic >>> 24);
+    throw new FormatError(`${path}: not a GGUF file (magic ${JSON.stringify(shown)}, expected "GGUF")`);
   }
   const version = r.u32('version');
   if (version !== 2 && version !== 3) {

@@ -7,6 +7,9 @@
  */
 import { normalizeHfConfig } from '../config/model-config.js';
 import { ConfigError, FormatError, GemmaError, ModelError, TokenizerError } from '../errors.js';
+import { parseGGUF, type GGUFFile } from '../formats/gguf.js';
+import { ggufSourceFrom } from '../formats/gguf-source.js';
+import { tokenizerFromGGUFMetadata } from '../tokenizer/gguf-vocab.js';
 import { parseSafetensorsHeader, safetensorsHeaderLength, type SafetensorsEntry } from '../formats/safetensors.js';
 import type { TensorSource } from '../formats/tensor-source.js';
 import { assembleModel, type LoadedModel, type LoadOptions, type OpenedCheckpoint } from '../model/create.js';
@@ -139,8 +142,32 @@ async function openDirectory(set: FileSet, options: WebLoadOptions): Promise<{ c
   return { ck: { source, config, notices, format: 'safetensors' }, tokenizer };
 }
 
-async function openGgufSource(src: ByteSource, _options: WebLoadOptions): Promise<{ ck: OpenedCheckpoint; tokenizer: Tokenizer | undefined }> {
-  throw new ModelError(`${src.name}: GGUF files do not load in the web build yet (use a safetensors model directory)`);
+/** Bytes of a GGUF header to fetch first; doubled until the header (vocabulary included) fits. */
+const GGUF_HEADER_BYTES = 8 * 1024 * 1024;
+
+/** Parse a GGUF header from its first bytes, fetching more while the header runs past them. */
+async function readGgufHeader(src: ByteSource): Promise<GGUFFile> {
+  for (let want = Math.min(src.size, GGUF_HEADER_BYTES); ; want = Math.min(src.size, want * 2)) {
+    const prefix = await src.read(0, want);
+    let short = false;
+    try {
+      return parseGGUF(src.name, src.size, (buf, offset, length, position) => {
+        const n = Math.max(0, Math.min(length, prefix.byteLength - position));
+        if (n < length) short = true;
+        buf.set(prefix.subarray(position, position + n), offset);
+        return n;
+      });
+    } catch (e) {
+      if (!short || want >= src.size) throw e;
+    }
+  }
+}
+
+async function openGgufSource(src: ByteSource, options: WebLoadOptions): Promise<{ ck: OpenedCheckpoint; tokenizer: Tokenizer | undefined }> {
+  const file = await readGgufHeader(src);
+  const g = ggufSourceFrom(file, (offset, length) => src.read(offset, length));
+  const tokenizer = !options.noTokenizer && file.metadata.has('tokenizer.ggml.tokens') ? tokenizerFromGGUFMetadata(file.metadata as Map<string, unknown>) : undefined;
+  return { ck: { source: g.source, config: g.config, notices: g.notices, format: 'gguf' }, tokenizer };
 }
 
 function isFileList(x: unknown): x is ArrayLike<File> | Iterable<File> {
