@@ -6,6 +6,8 @@
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import path from 'node:path';
+import cliProgress from 'cli-progress';
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../train/checkpoint.js';
 import { savePeftAdapter, saveGgufAdapter } from '../train/adapter.js';
 import { applyLora, resolveTargets } from '../train/lora.js';
 import { loadTrainModel } from '../train/checkpoint-io.js';
@@ -42,6 +44,8 @@ interface FinetuneFlags {
   dropout: number;
   rslora?: boolean;
   targets: string;
+  saveEvery: number;
+  resume?: string | boolean;
 }
 
 function choice<T extends string>(values: readonly T[]): (v: string) => T {
@@ -94,6 +98,8 @@ export function registerFinetuneCommand(program: Command, io: CliIO = defaultIO(
     .option('--dropout <p>', 'LoRA dropout on the adapters\' input', parseFloatFlag((v) => v >= 0 && v < 1, 'a number in [0, 1)'), 0)
     .option('--rslora', 'rank-stabilized LoRA: scale = alpha / sqrt(rank)')
     .option('--targets <modules>', 'LoRA target modules: all-linear, or a comma list of q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', 'all-linear')
+    .option('--save-every <n>', 'write a checkpoint (trainable weights + optimizer state) to OUT/checkpoints every N steps', parseIntFlag(0), 0)
+    .option('--resume [checkpoint]', 'continue from a checkpoint (default: the newest in OUT/checkpoints)')
     .option('--json', 'one JSON line per step and per evaluation')
     .option('--backend <name>', 'matrix-product kernels: wasm (default, SIMD) or js (the f64-sum reference)', choice(['js', 'wasm'] as const))
     .action(async (flags: FinetuneFlags) => {
@@ -102,12 +108,39 @@ export function registerFinetuneCommand(program: Command, io: CliIO = defaultIO(
       const { model, tokenizer } = await loadTrainModel(flags.model, { backend: flags.backend, trainable: !lora });
       if (lora) applyLora(model, { rank: flags.rank, alpha: flags.alpha, dropout: flags.dropout, rslora: flags.rslora === true, targets }, flags.seed);
       const data = loadDataset(flags.data, tokenizer, { maxSeqLen: flags.maxSeqLen, pack: flags.pack, vocabSize: model.weights.embed.shape[0]! });
+      let resumed: ReturnType<typeof loadCheckpoint> | undefined;
+      if (flags.resume !== undefined) {
+        const dir = typeof flags.resume === 'string' ? flags.resume : latestCheckpoint(flags.out);
+        if (dir) {
+          resumed = loadCheckpoint(dir, model);
+          io.stderr.write(`resuming from ${dir} (step ${resumed.step})\n`);
+        } else io.stderr.write(`note: no checkpoint in ${flags.out}/checkpoints: starting from step 1\n`);
+      }
       const reports = finetune(model, data, {
         optimizer: flags.optimizer, lr: flags.lr, steps: flags.steps, epochs: flags.epochs, batchSize: flags.batchSize,
         gradAccum: flags.gradAccum, maxGradNorm: flags.maxGradNorm, warmup: flags.warmup, schedule: flags.schedule,
         weightDecay: flags.weightDecay, seed: flags.seed, shuffle: flags.shuffle, evalEvery: flags.evalEvery,
+        startStep: resumed?.step, optimizerState: resumed?.state,
+        onStep: flags.saveEvery > 0 ? ({ step, totalSteps, optimizer }) => {
+          if (step % flags.saveEvery === 0 || step === totalSteps) saveCheckpoint(flags.out, model, optimizer.state, step);
+        } : undefined,
       });
-      for await (const r of reports) safeWrite(io, (flags.json ? reportJson(r) : reportText(r)) + '\n');
+      const bar = !flags.json && io.stderr.isTTY ? new cliProgress.SingleBar(
+        { stream: io.stderr as NodeJS.WritableStream, format: 'training [{bar}] {value}/{total} | loss {loss} | {tps} tok/s | ETA {eta_formatted}', hideCursor: true, etaBuffer: 20 },
+        cliProgress.Presets.shades_classic,
+      ) : undefined;
+      try {
+        for await (const r of reports) {
+          if (bar && r.type === 'step') {
+            if (!bar.getTotal()) bar.start(r.totalSteps, r.step - 1, { loss: '-', tps: '-' });
+            bar.update(r.step, { loss: r.loss.toFixed(4), tps: r.tokensPerSecond.toFixed(0) });
+            continue;
+          }
+          safeWrite(io, (flags.json ? reportJson(r) : reportText(r)) + '\n');
+        }
+      } finally {
+        bar?.stop();
+      }
       if (lora) {
         savePeftAdapter(model, flags.out);
         saveGgufAdapter(model, path.join(flags.out, 'adapter.gguf'));
