@@ -93,7 +93,7 @@ test('tools: generateText with a required tool, a round trip back to the model, 
   assert.equal(sent.tool_choice, 'required');
   assert.equal(sent.parallel_tool_calls, false);
   // Two steps: the tool results go back as role "tool" messages and the model answers.
-  const loop = await generateText({ model: provider('demo'), prompt: 'Weather in Paris?', tools: { weather }, stopWhen: stepCountIs(2), maxOutputTokens: 300, seed: 2, prepareStep: ({ stepNumber }) => (stepNumber === 0 ? { toolChoice: 'required' } : { toolChoice: 'none' }) });
+  const loop = await generateText({ model: provider('demo'), prompt: 'Weather in Paris?', tools: { weather }, stopWhen: stepCountIs(2), maxOutputTokens: 300, seed: 2, providerOptions: { gemma: { parallel_tool_calls: false } }, prepareStep: ({ stepNumber }) => (stepNumber === 0 ? { toolChoice: 'required' } : { toolChoice: 'none' }) });
   assert.equal(loop.steps.length, 2);
   assert.equal(loop.steps[0]!.finishReason, 'tool-calls');
   const second = lastBody() as { messages: Array<{ role: string; tool_call_id?: string; tool_calls?: unknown[] }> };

@@ -67,7 +67,7 @@ const weatherInput = z.object({ city: z.string().min(1).max(12), unit: z.enum(['
 const weather = tool(async ({ city, unit }) => JSON.stringify({ city, unit, degrees: 21 }), { name: 'weather', description: 'The weather in a city', schema: weatherInput });
 
 test('bindTools: required / auto / streamed tool calls, and a ToolMessage round trip', async () => {
-  const llm = chat(300);
+  const llm = chat(400);
   const m = await llm.bindTools([weather], { tool_choice: 'required', parallel_tool_calls: false }).invoke('Weather in Paris?');
   assert.equal(m.tool_calls?.length, 1);
   const call = m.tool_calls![0]!;
@@ -81,8 +81,9 @@ test('bindTools: required / auto / streamed tool calls, and a ToolMessage round 
   else assert.equal(typeof auto.content, 'string');
   // Streamed calls assemble into valid tool_calls.
   let full: AIMessageChunk | undefined;
-  for await (const c of await llm.bindTools([weather], { tool_choice: 'required' }).stream('Weather?')) full = full ? full.concat(c) : c;
-  assert.ok((full!.tool_calls?.length ?? 0) >= 1);
+  // One call (random weights could otherwise write calls until max_tokens cuts the answer).
+  for await (const c of await llm.bindTools([weather], { tool_choice: 'required', parallel_tool_calls: false }).stream('Weather?')) full = full ? full.concat(c) : c;
+  assert.equal(full!.tool_calls?.length, 1);
   for (const c of full!.tool_calls!) {
     assert.equal(c.name, 'weather');
     assert.deepEqual(weatherInput.parse(c.args), c.args);

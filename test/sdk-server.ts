@@ -31,6 +31,17 @@ export async function startServe(): Promise<ServeProcess> {
       reject(new Error(`gemma serve exited (${code}): ${stderr}`));
     });
   });
+  // The server listens while the model loads (/health 503 until it is ready).
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const ok = await fetch(`${url}/health`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (Date.now() > deadline || child.exitCode !== null) {
+      child.kill('SIGTERM');
+      throw new Error(`gemma serve did not become ready: ${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
   return {
     baseURL: `${url}/v1`,
     close: () =>
