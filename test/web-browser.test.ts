@@ -30,12 +30,19 @@ let isolated: StaticServer;
 let nodeIds: number[];
 let ggufDir: string;
 let ggufIds: number[];
+let schemaIds: number[];
+
+/** A structured-output request: the constraint's byte machines and token table run in the page too. */
+const SCHEMA_FORMAT = {
+  type: 'json_schema' as const,
+  schema: { type: 'object', properties: { name: { type: 'string', maxLength: 8 }, age: { type: 'integer', minimum: 0, maximum: 120 } }, required: ['name', 'age'] },
+};
 
 /** Greedy tokens of the Node library (wasm backend) for a model path. */
-async function nodeGreedy(spec: string): Promise<number[]> {
+async function nodeGreedy(spec: string, extra: Record<string, unknown> = {}): Promise<number[]> {
   const { model, tokenizer } = await loadModel(spec, { backend: 'wasm', threads: 1 });
   const ids: number[] = [];
-  for await (const c of generate(model, tokenizer, encodeChat(tokenizer!, MESSAGES), { maxTokens: MAX_TOKENS, temperature: 0, ignoreEos: true })) if (c.id >= 0) ids.push(c.id);
+  for await (const c of generate(model, tokenizer, encodeChat(tokenizer!, MESSAGES), { maxTokens: MAX_TOKENS, temperature: 0, ignoreEos: true, ...extra })) if (c.id >= 0) ids.push(c.id);
   model.dispose?.();
   return ids;
 }
@@ -53,6 +60,7 @@ before(async () => {
   // The reference: the Node library on the same backend.
   nodeIds = await nodeGreedy('demo');
   ggufIds = await nodeGreedy(path.join(ggufDir, 'demo.Q8_0.gguf'));
+  schemaIds = await nodeGreedy('demo', { responseFormat: SCHEMA_FORMAT, maxTokens: 48, ignoreEos: false });
   assert.equal(nodeIds.length, MAX_TOKENS);
 });
 
@@ -74,9 +82,9 @@ interface PageRun {
 }
 
 /** In the page: load the model (from a URL, or from File objects fetched first) and generate greedily. */
-async function runInPage(page: Page, options: { files?: boolean; url?: string } = {}): Promise<PageRun> {
+async function runInPage(page: Page, options: { files?: boolean; url?: string; extra?: Record<string, unknown> } = {}): Promise<PageRun> {
   return page.evaluate(
-    async ({ messages, maxTokens, files, url }) => {
+    async ({ messages, maxTokens, files, url, extra }) => {
       const g = await import(/* the bundle, served by the page's origin */ '/dist/web/index.js' as string);
       const downloads: Array<{ url: string; fromCache: boolean }> = [];
       let input: unknown = url;
@@ -88,7 +96,7 @@ async function runInPage(page: Page, options: { files?: boolean; url?: string } 
       const ids: number[] = [];
       let text = '';
       const prompt = g.encodeChat(loaded.tokenizer, messages);
-      for await (const c of g.generate(loaded.model, loaded.tokenizer, prompt, { maxTokens, temperature: 0, ignoreEos: true })) {
+      for await (const c of g.generate(loaded.model, loaded.tokenizer, prompt, { maxTokens, temperature: 0, ignoreEos: true, ...extra })) {
         if (c.id >= 0) ids.push(c.id);
         text += c.text;
       }
@@ -97,7 +105,7 @@ async function runInPage(page: Page, options: { files?: boolean; url?: string } 
       loaded.model.dispose();
       return run;
     },
-    { messages: MESSAGES, maxTokens: MAX_TOKENS, files: options.files ?? false, url: options.url ?? '/models/demo/' },
+    { messages: MESSAGES, maxTokens: MAX_TOKENS, files: options.files ?? false, url: options.url ?? '/models/demo/', extra: options.extra ?? {} },
   );
 }
 
@@ -174,6 +182,19 @@ test('a GGUF file (Q8_0, vocabulary in its metadata) loads from its URL and give
     const run = await runInPage(page, { url: '/gguf/demo.Q8_0.gguf' });
     assert.deepEqual(run.ids, ggufIds);
     assert.ok(run.downloads.some((d) => d.url.endsWith('/gguf/demo.Q8_0.gguf') && !d.fromCache));
+  } finally {
+    await context.close();
+  }
+});
+
+test('structured output (a JSON schema) in the page gives the tokens Node gives, and valid JSON', async () => {
+  const { context, page } = await freshPage(plain);
+  try {
+    const run = await runInPage(page, { extra: { responseFormat: SCHEMA_FORMAT, maxTokens: 48, ignoreEos: false } });
+    assert.deepEqual(run.ids, schemaIds);
+    const value = JSON.parse(run.text) as { name: string; age: number };
+    assert.ok(typeof value.name === 'string' && [...value.name].length <= 8);
+    assert.ok(Number.isInteger(value.age) && value.age >= 0 && value.age <= 120);
   } finally {
     await context.close();
   }
