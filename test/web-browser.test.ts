@@ -109,12 +109,17 @@ async function runInPage(page: Page, options: { files?: boolean; url?: string; e
   );
 }
 
-async function freshPage(server: StaticServer): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.on('pageerror', (e) => console.error('page error:', e));
-  await page.goto(`${server.url}/`);
-  return { context, page };
+/** Run `body` on a page of `server` in a fresh browser context (its own Cache API storage). */
+async function withPage(server: StaticServer, body: (page: Page) => Promise<void>): Promise<void> {
+  const context: BrowserContext = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => console.error('page error:', e));
+    await page.goto(`${server.url}/`);
+    await body(page);
+  } finally {
+    await context.close();
+  }
 }
 
 test('the bundle is an ES module with no node: imports', () => {
@@ -128,8 +133,7 @@ test('the bundle is an ES module with no node: imports', () => {
 });
 
 test('without COOP/COEP: one thread (with a notice), the same greedy tokens as Node, then a second load from the cache', async () => {
-  const { context, page } = await freshPage(plain);
-  try {
+  await withPage(plain, async (page) => {
     const first = await runInPage(page);
     assert.equal(first.isolated, false);
     assert.equal(first.threads, 1);
@@ -146,56 +150,42 @@ test('without COOP/COEP: one thread (with a notice), the same greedy tokens as N
     assert.deepEqual(plain.requests.filter((r) => r.startsWith('/models/')), [], 'no model file was requested again');
     assert.ok(second.downloads.length > 0 && second.downloads.every((d) => d.fromCache));
     assert.deepEqual(second.ids, nodeIds);
-  } finally {
-    await context.close();
-  }
+  });
 });
 
 test('with COOP/COEP: Web Worker threads over shared memory, the same greedy tokens as Node', async () => {
-  const { context, page } = await freshPage(isolated);
-  try {
+  await withPage(isolated, async (page) => {
     const run = await runInPage(page);
     assert.equal(run.isolated, true);
     const cores = await page.evaluate(() => (globalThis as unknown as { navigator: { hardwareConcurrency: number } }).navigator.hardwareConcurrency);
     assert.equal(run.threads, cores);
     assert.ok(!run.notices.some((n) => /one thread/.test(n)), JSON.stringify(run.notices));
     assert.deepEqual(run.ids, nodeIds);
-  } finally {
-    await context.close();
-  }
+  });
 });
 
 test('File objects (a picked model directory) load and give the same tokens', async () => {
-  const { context, page } = await freshPage(plain);
-  try {
+  await withPage(plain, async (page) => {
     const run = await runInPage(page, { files: true });
     assert.deepEqual(run.downloads, [], 'File inputs download nothing');
     assert.deepEqual(run.ids, nodeIds);
-  } finally {
-    await context.close();
-  }
+  });
 });
 
 test('a GGUF file (Q8_0, vocabulary in its metadata) loads from its URL and gives the same tokens as Node', async () => {
-  const { context, page } = await freshPage(plain);
-  try {
+  await withPage(plain, async (page) => {
     const run = await runInPage(page, { url: '/gguf/demo.Q8_0.gguf' });
     assert.deepEqual(run.ids, ggufIds);
     assert.ok(run.downloads.some((d) => d.url.endsWith('/gguf/demo.Q8_0.gguf') && !d.fromCache));
-  } finally {
-    await context.close();
-  }
+  });
 });
 
 test('structured output (a JSON schema) in the page gives the tokens Node gives, and valid JSON', async () => {
-  const { context, page } = await freshPage(plain);
-  try {
+  await withPage(plain, async (page) => {
     const run = await runInPage(page, { extra: { responseFormat: SCHEMA_FORMAT, maxTokens: 48, ignoreEos: false } });
     assert.deepEqual(run.ids, schemaIds);
     const value = JSON.parse(run.text) as { name: string; age: number };
     assert.ok(typeof value.name === 'string' && [...value.name].length <= 8);
     assert.ok(Number.isInteger(value.age) && value.age >= 0 && value.age <= 120);
-  } finally {
-    await context.close();
-  }
+  });
 });
