@@ -1,6 +1,6 @@
 /**
  * The Vercel AI SDK (`ai` + `@ai-sdk/openai-compatible`), unchanged, against a running
- * `gemma serve --model demo`: streamText, generateObject with zod schemas (the keywords zod
+ * `gemma serve --model demo`: streamText, generateObject / streamObject with zod schemas (the keywords zod
  * writes: minimum / maximum for ints, minLength / maxLength, format + pattern, ...), tools
  * (generateText and streamText, a tool round trip). The demo model has random weights: these
  * check the protocol, the shapes and schema validity, not the content.
@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
-import { generateObject, generateText, stepCountIs, streamText, tool } from 'ai';
+import { generateObject, generateText, stepCountIs, streamObject, streamText, tool } from 'ai';
 import { z } from 'zod';
 import { recordingFetch, startServe, type ServeProcess } from './sdk-server.js';
 
@@ -69,6 +69,15 @@ test('generateObject with zod schemas: z.number().int() and friends compile, and
   assert.ok(['red', 'green'].includes(e.object));
   const a = await generateObject({ model: provider('demo'), output: 'array', schema: z.object({ n: z.number().int().min(1).max(9) }), prompt: 'Numbers', maxOutputTokens: 200, seed: 4 });
   assert.ok(Array.isArray(a.object) && a.object.every((x) => Number.isInteger(x.n) && x.n >= 1 && x.n <= 9));
+  // streamObject: partial objects, then the final one, valid.
+  const Tagged = z.object({ age: z.number().int().min(0).max(99), tags: z.array(z.enum(['a', 'b'])).max(3) });
+  const so = streamObject({ model: provider('demo'), schema: Tagged, prompt: 'x', seed: 1, maxOutputTokens: 200 });
+  let partials = 0;
+  for await (const _ of so.partialObjectStream) partials++;
+  assert.ok(partials >= 2, `${partials} partial objects`);
+  const final = await so.object;
+  assert.deepEqual(Tagged.parse(final), final);
+  assert.equal(lastBody().stream, true);
 });
 
 const weatherInput = z.object({ city: z.string().min(1).max(12), unit: z.enum(['C', 'F']) });
