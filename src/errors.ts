@@ -11,6 +11,7 @@ export type GemmaErrorCode =
   | 'USAGE_ERROR'
   | 'NETWORK_ERROR';
 
+/** The base of every error gemma-ts throws on bad input; `code` says which kind. */
 export class GemmaError extends Error {
   readonly code: GemmaErrorCode;
   constructor(code: GemmaErrorCode, message: string, options?: { cause?: unknown }) {
@@ -36,6 +37,7 @@ export class ConfigError extends GemmaError {
   }
 }
 
+/** A tokenizer file is missing or invalid, or a tokenizer was used wrongly. */
 export class TokenizerError extends GemmaError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('TOKENIZER_ERROR', message, options);
@@ -49,6 +51,7 @@ export class TemplateError extends GemmaError {
   }
 }
 
+/** A model cannot be loaded or run (missing files, unsupported tensor types, a disposed model, resource limits). */
 export class ModelError extends GemmaError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('MODEL_ERROR', message, options);

@@ -4,7 +4,8 @@
  * Everything a program needs comes from this entry point (`import { ... } from 'gemma-ts'`); the
  * big optional parts have subpath entry points: `gemma-ts/server` (the OpenAI-compatible HTTP
  * server), `gemma-ts/formats` (GGUF / safetensors / npz readers and writers, quant codecs),
- * `gemma-ts/tokenizer`, `gemma-ts/safety` and `gemma-ts/interpret` (each module's full surface).
+ * `gemma-ts/tokenizer`, `gemma-ts/safety`, `gemma-ts/interpret`, `gemma-ts/train` and `gemma-ts/eval`
+ * (each module's full surface).
  *
  * @example
  * ```ts

@@ -163,3 +163,17 @@ test('install: npx gemma run --model demo, gemma --version, and the installed CL
   assert.deepEqual(JSON.parse(r24.stdout), out, 'Node 24 generates the same greedy ids as this Node');
   assert.equal(r24.stderr, '', 'no V8 flag warnings on Node 24');
 });
+
+test('docs: `npm run docs` (TypeDoc over the public entry points) builds with no warning', async () => {
+  const typedoc = path.join(repoRoot(), 'node_modules', 'typedoc', 'bin', 'typedoc');
+  const out = path.join(tmp, 'api.json');
+  const r = await exec(process.execPath, [typedoc, '--out', path.join(tmp, 'html'), '--json', out, '--treatWarningsAsErrors'], { cwd: repoRoot(), timeout: 300_000 });
+  assert.doesNotMatch(r.stdout + r.stderr, /\[warning\]|\[error\]/);
+  assert.ok(fs.existsSync(path.join(tmp, 'html', 'index.html')));
+  // The contract's functions are documented in the generated reference.
+  const api = JSON.parse(fs.readFileSync(out, 'utf8')) as { children: Array<{ name: string; children?: Array<{ name: string; signatures?: Array<{ comment?: unknown }> }> }> };
+  const root = api.children.find((m) => m.name === 'gemma-ts')!;
+  for (const fn of ['loadModel', 'generate', 'encodeChat', 'loadTokenizer', 'createWasmBackend']) {
+    assert.ok(root.children!.find((c) => c.name === fn)?.signatures?.[0]?.comment, `${fn} has TSDoc`);
+  }
+});

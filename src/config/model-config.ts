@@ -4,8 +4,10 @@ import { ConfigError } from '../errors.js';
  * One normalized description of a Gemma 1 / 2 / 3 text model. Every version difference the
  * forward pass cares about is a field here, so the model code has no `if (version === 2)`.
  */
+/** The Gemma generation a checkpoint belongs to. */
 export type GemmaFamily = 'gemma' | 'gemma2' | 'gemma3';
 
+/** Per-layer attention settings (sliding window or global, RoPE base and scaling). */
 export interface LayerConfig {
   /** Sliding-window (local) attention layer. */
   sliding: boolean;
@@ -16,18 +18,32 @@ export interface LayerConfig {
   ropeScaling: number;
 }
 
+/**
+ * One normalized configuration for Gemma 1 / 2 / 3, from config.json (old and new field names) or
+ * GGUF metadata: every version difference is a field, never an `if (version === 2)`.
+ */
 export interface ModelConfig {
+  /** The Gemma generation. */
   family: GemmaFamily;
   /** model_type as written in config.json. */
   modelType: string;
+  /** Rows of the embedding table (may be padded past the tokenizer's vocabulary). */
   vocabSize: number;
+  /** Width of the residual stream. */
   hiddenSize: number;
+  /** Width of the MLP. */
   intermediateSize: number;
+  /** Number of transformer blocks. */
   numLayers: number;
+  /** Query heads. */
   numHeads: number;
+  /** Key / value heads (1 = multi-query, < numHeads = grouped-query). */
   numKvHeads: number;
+  /** Width of each attention head. */
   headDim: number;
+  /** RMSNorm epsilon. */
   rmsNormEps: number;
+  /** The longest context the checkpoint was trained for. */
   maxPositionEmbeddings: number;
   /** Queries are multiplied by queryPreAttnScalar^-0.5. */
   queryPreAttnScalar: number;

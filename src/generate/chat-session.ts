@@ -77,6 +77,10 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
   return i;
 }
 
+/**
+ * A multi-turn chat that keeps its KV cache between turns: `send(text)` streams the answer as
+ * {@link GenerationChunk}s, `ask(text)` returns the whole {@link GenerationResult}.
+ */
 export class ChatSession {
   readonly model: LanguageModel;
   readonly tokenizer: Tokenizer;

@@ -19,6 +19,7 @@ import { OutputConstraint } from './constraint/index.js';
 export const DEFAULT_MAX_TOKENS = 512;
 export const MAX_TOP_LOGPROBS = 20;
 
+/** Options of {@link generate} and {@link generateText}: sampling, stop rules, logprobs, structured output, cache reuse. */
 export interface GenerateOptions extends SamplingOptions {
   /** Most tokens to generate (the stop token not counted). Default 512. */
   maxTokens?: number;
@@ -53,6 +54,7 @@ export interface TopLogprob {
   text?: string;
 }
 
+/** One step of {@link generate}: the token id and the text it completes. */
 export interface GenerationChunk {
   /** The generated token id; -1 for a final chunk that only releases held-back text. */
   id: number;
@@ -63,8 +65,10 @@ export interface GenerationChunk {
   topLogprobs?: TopLogprob[];
 }
 
+/** Why generation ended: a stop id, maxTokens, a stop string, or the abort signal. */
 export type FinishReason = 'stop' | 'length' | 'stop_string' | 'abort';
 
+/** A finished generation: the return value of {@link generate} and the result of {@link generateText}. */
 export interface GenerationResult {
   /** Generated ids (a stop id that ended generation is not included). */
   ids: number[];

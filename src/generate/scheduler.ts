@@ -149,6 +149,11 @@ function positiveInt(name: string, v: number | undefined, fallback: number, min 
   return v;
 }
 
+/**
+ * Continuous batching: requests submitted at any time share each model step (one pass over the
+ * weights), join between steps, reuse cached prompt prefixes, and can be aborted (what `gemma
+ * serve` runs on).
+ */
 export class Scheduler {
   readonly model: LanguageModel;
   readonly tokenizer: Tokenizer | undefined;

@@ -79,6 +79,7 @@ export function spliceHook(replacement: (t: number) => Float32Array | undefined,
   };
 }
 
+/** FVU, L0, delta LM loss and the CE loss score of an SAE spliced into the model over a corpus (`gemma sae eval`). */
 export function evaluateSae(model: LanguageModel, sae: JumpReluSae, docs: readonly CorpusDocument[], options: SaeEvalOptions = {}): SaeEvalReport {
   const hook = sae.checkModel(model.config, options.hook ?? sae.hook);
   const bos = options.bosId ?? model.config.bosId;

@@ -239,6 +239,7 @@ function safetensorsReader(file: string): ArrayReader {
   };
 }
 
+/** A Gemma Scope JumpReLU sparse autoencoder (made by {@link loadSae}): encode activations to features, decode back. */
 export class JumpReluSae {
   readonly dIn: number;
   readonly dSae: number;

@@ -15,15 +15,19 @@ import type { KVType } from './kv-cache.js';
 import type { LanguageModel } from './types.js';
 import { loadWeights } from './weights.js';
 
+/** The built-in compute backends: 'wasm' (WebAssembly SIMD + threads, the default) and 'js' (the readable reference). */
 export type BackendName = 'js' | 'wasm';
 
+/** Options of {@link loadModel}. */
 export interface LoadOptions {
   /**
    * Compute backend (default 'wasm': WebAssembly SIMD + threads; 'js' is the readable reference;
    * or a TensorBackend object).
    */
   backend?: BackendName | Backend | TensorBackend;
+  /** Worker threads of the wasm backend (default: the physical cores). */
   threads?: number;
+  /** Called while the weights are read, with bytes done and the total. */
   onProgress?: (doneBytes: number, totalBytes: number) => void;
   /** Default context size of caches the model creates. */
   contextSize?: number;
@@ -35,15 +39,23 @@ export interface LoadOptions {
   noTokenizer?: boolean;
 }
 
+/** What {@link loadModel} resolves to. */
 export interface LoadedModel {
+  /** The model: `forward`, `forwardBatch`, `createCache`, `dispose`. */
   model: LanguageModel;
+  /** The checkpoint's tokenizer (undefined when it has none, or with `noTokenizer`). */
   tokenizer: Tokenizer | undefined;
+  /** The normalized configuration (every Gemma 1 / 2 / 3 difference is a field). */
   config: ModelConfig;
+  /** The resolved checkpoint path. */
   path: string;
+  /** The checkpoint's file format. */
   format: 'safetensors' | 'gguf';
   /** dtype -> number of tensors stored in it. */
   dtypes: Record<string, number>;
+  /** Bytes of all weight tensors as stored. */
   weightBytes: number;
+  /** Things the caller may want to tell the user (ignored parts of the checkpoint, fallbacks); never printed by the library. */
   notices: string[];
 }
 

@@ -48,6 +48,10 @@ type Hidden = NonNullable<ForwardResult['hidden']>;
 /** A forward pass: yields the tensors whose values it needs, resumed with those values. */
 type Pass<T> = Generator<Tensor, T, Float32Array>;
 
+/**
+ * The Gemma 1 / 2 / 3 forward pass over a backend: one file that reads top to bottom.
+ * Made by {@link loadModel} (or {@link createModel} from an open tensor source).
+ */
 export class GemmaModel implements LanguageModel {
   readonly config: ModelConfig;
   readonly vocabSize: number;

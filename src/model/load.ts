@@ -17,6 +17,7 @@ import { assembleModel, tensorStats, type LoadOptions, type LoadedModel, type Mo
 
 export { createModel, type BackendName, type LoadOptions, type LoadedModel, type ModelDescription } from './create.js';
 
+/** The directory of the demo model shipped with the package (`models/demo`: a real Gemma 3 layout and tokenizer, random weights). */
 export function demoModelPath(): string {
   return path.join(packageRoot(), 'models', 'demo');
 }
@@ -64,6 +65,10 @@ function openGgufCheckpoint(p: string): LocalCheckpoint {
   return { source: g.source, config: g.config, notices: g.notices, format: 'gguf', tokenizerPath: hasVocab ? p : undefined };
 }
 
+/**
+ * What {@link loadModel} would report, read from the headers only (no weights are loaded).
+ * @param spec - as for loadModel
+ */
 export async function inspectModel(spec: string, options: Pick<LoadOptions, 'noTokenizer'> = {}): Promise<ModelDescription> {
   const p = resolveModelPath(spec);
   const ck = openCheckpoint(p);
@@ -76,6 +81,22 @@ export async function inspectModel(spec: string, options: Pick<LoadOptions, 'noT
   }
 }
 
+/**
+ * Load a Gemma checkpoint with its tokenizer.
+ *
+ * @param spec - a Hugging Face model directory (config.json + safetensors, single or sharded), a
+ *   `.gguf` file, `demo` (the bundled demo model), or `ORG/NAME` of a checkpoint fetched with
+ *   {@link pullModel} / `gemma pull`.
+ * @param options - backend, threads, context size, KV cache type, progress callback.
+ * @returns `{ model, tokenizer, config, path, format, dtypes, weightBytes, notices }`; call
+ *   `model.dispose()` when done (it frees the backend's memory and stops its worker threads).
+ * @throws {@link FormatError}, {@link ConfigError}, {@link ModelError}, {@link TokenizerError} naming the problem.
+ *
+ * @example
+ * ```ts
+ * const { model, tokenizer } = await loadModel('demo', { backend: 'wasm', kvType: 'f16' });
+ * ```
+ */
 export async function loadModel(spec: string, options: LoadOptions = {}): Promise<LoadedModel> {
   const p = resolveModelPath(spec);
   const ck = openCheckpoint(p);

@@ -9,19 +9,25 @@ import type { ModelConfig } from '../config/model-config.js';
  * replacement of the same size.
  */
 export interface HookEvent {
+  /** The hook point, e.g. `blocks.3.hook_resid_post`. */
   name: string;
+  /** The block index. */
   layer: number;
   /** [nTokens, hiddenSize], row-major. */
   activation: Float32Array;
+  /** Rows of `activation`: the tokens of this call. */
   nTokens: number;
+  /** Row length of `activation`. */
   dim: number;
   /** Absolute position of each token in its sequence. */
   positions: Int32Array;
   /** For batched calls (forwardBatch): index of the batch item each row belongs to. */
   items: Int32Array;
 }
+/** Reads (or modifies in place, or replaces by returning an array of the same size) an activation; see {@link HookEvent}. */
 export type Hook = (event: HookEvent) => Float32Array | void;
 
+/** Options of `model.forward`. */
 export interface ForwardOptions {
   /** Return logits for every position of the call (default: last position only). */
   allPositions?: boolean;
@@ -31,11 +37,15 @@ export interface ForwardOptions {
   collectHidden?: boolean;
 }
 
+/** What `model.forward` returns. */
 export interface ForwardResult {
-  /** [rows, vocab]: rows = nTokens when allPositions, else 1. */
+  /** Row-major logits, `rows` x `vocab` (rows = nTokens with allPositions, else 1). */
   logits: Float32Array;
+  /** Number of logits rows. */
   rows: number;
+  /** Length of each row: the tokenizer's real vocabulary. */
   vocab: number;
+  /** With `collectHidden`: the embeddings, each layer's residual output and the final norm's output. */
   hidden?: { embeddings: Float32Array; layers: Float32Array[]; finalNorm: Float32Array };
 }
 
@@ -53,15 +63,21 @@ export interface KVCache {
 
 /** One sequence of a batched forward call. */
 export interface BatchItem {
+  /** The item's new tokens. */
   ids: readonly number[];
+  /** The item's own cache (the tokens are appended to it). */
   cache: KVCache;
+  /** Return logits for every new token of this item (default: the last only). */
   allPositions?: boolean;
 }
 
+/** A loaded model (see {@link GemmaModel}): the forward pass over a KV cache. */
 export interface LanguageModel {
+  /** The normalized configuration. */
   readonly config: ModelConfig;
   /** Length of each logits row: the tokenizer's real vocab when known, never the padded table. */
   readonly vocabSize: number;
+  /** A new, empty KV cache for one sequence (default capacity: the model's context size). */
   createCache(maxTokens?: number): KVCache;
   /** Run `ids` at positions cache.length.. and append them to the cache (host backends; see forwardAsync). */
   forward(ids: readonly number[], cache: KVCache, options?: ForwardOptions): ForwardResult;
@@ -78,5 +94,6 @@ export interface LanguageModel {
    */
   forwardAsync(ids: readonly number[], cache: KVCache, options?: ForwardOptions): Promise<ForwardResult>;
   forwardBatchAsync(items: readonly BatchItem[], options?: Omit<ForwardOptions, 'allPositions' | 'collectHidden'>): Promise<ForwardResult[]>;
+  /** Free the weights and the backend (wasm memory, worker threads); the model is unusable afterwards. */
   dispose(): void;
 }

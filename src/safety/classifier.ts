@@ -78,6 +78,10 @@ function checkTemperature(t: number): number {
 
 const SPECIAL_CANDIDATE = /<[^<>\s]{1,48}>/g;
 
+/**
+ * ShieldGemma scoring: `classify({ prompt, response? })` gives P(Yes) per policy in OpenAI's
+ * moderation shape (`flagged`, `categories`, `category_scores`).
+ */
 export class ShieldClassifier {
   readonly model: LanguageModel;
   readonly tokenizer: Tokenizer;

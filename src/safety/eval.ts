@@ -87,6 +87,7 @@ export interface EvalResult extends EvalReport {
   scores: number[];
 }
 
+/** Score labelled examples and report AU-PRC and the optimal F1 with its threshold, overall and per harm (`gemma shield eval`). */
 export function runEval(classifier: ShieldClassifier, data: readonly EvalExample[], options: EvalOptions = {}): EvalResult {
   const custom = new Map((options.customPolicies ?? []).map((p) => [p.id, p]));
   const scored: ScoredExample[] = data.map((ex, i) => {

@@ -87,6 +87,7 @@ function nextId(): string {
   return `guard-${Date.now().toString(36)}-${seq}`;
 }
 
+/** Guardrails around generation: screens prompts and (streamed) answers with a classifier, blocks or flags, fails closed. */
 export class ShieldGuard {
   readonly mode: GuardMode;
   readonly threshold: number;

@@ -21,6 +21,7 @@ export async function tokenizerOf(loaded: LoadedModel): Promise<Tokenizer> {
   return loadTokenizer(loaded.path);
 }
 
+/** Load a ShieldGemma checkpoint (any {@link loadModel} spec) and wrap it in a {@link ShieldClassifier}. */
 export async function loadShieldClassifier(
   spec: string,
   options: LoadOptions & { classifier?: ShieldClassifierOptions; load?: (spec: string, o?: LoadOptions) => Promise<LoadedModel> } = {},

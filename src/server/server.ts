@@ -100,6 +100,10 @@ export interface GemmaServer {
   close(): Promise<void>;
 }
 
+/**
+ * The OpenAI-compatible HTTP server (`gemma serve`) over a loaded model: chat / text completions
+ * (streamed or not), models, health, metrics, the chat page. `listen()` resolves to its URL.
+ */
 export async function createServer(options: ServerOptions): Promise<GemmaServer> {
   if ((options.model === undefined) === (options.models === undefined)) throw new UsageError('createServer needs either `model` or `models`');
   const given = options.model;

@@ -9,6 +9,7 @@ import { Template } from '@huggingface/jinja';
 import { TemplateError } from '../errors.js';
 import type { ChatMessage, Tokenizer } from './types.js';
 
+/** Gemma's chat template (Jinja), used for checkpoints that ship none. */
 export const GEMMA_CHAT_TEMPLATE =
   "{{ bos_token }}" +
   "{%- if messages[0]['role'] == 'system' -%}" +

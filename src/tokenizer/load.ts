@@ -89,6 +89,11 @@ export function loadTokenizerSync(p: string): SentencePieceTokenizer {
   return tokenizerFromModelFile(p);
 }
 
+/**
+ * Load a Gemma tokenizer from a `tokenizer.json`, a `tokenizer.model`, a `.gguf` file or a model
+ * directory (tokenizer_config.json's chat template and BOS setting are read beside it).
+ * @throws {@link TokenizerError} / {@link FormatError} naming the problem.
+ */
 export async function loadTokenizer(p: string): Promise<Tokenizer> {
   if (typeof p === 'string' && p.length > 0 && fs.existsSync(p) && fs.statSync(p).isFile() && isGGUF(p)) {
     const { tokenizerFromGGUFFile } = await import('./gguf-vocab.js');

@@ -159,6 +159,10 @@ function utf8Bytes(cp: number, out: number[]): void {
   else out.push(0xf0 | (cp >> 18), 0x80 | ((cp >> 12) & 63), 0x80 | ((cp >> 6) & 63), 0x80 | (cp & 63));
 }
 
+/**
+ * SentencePiece BPE, exact to Hugging Face tokenizers, `spm_encode` and llama.cpp on Gemma's
+ * vocabularies. Made by {@link loadTokenizer}; see {@link Tokenizer} for the methods.
+ */
 export class SentencePieceTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number;

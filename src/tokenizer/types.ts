@@ -1,4 +1,4 @@
-/** What every part of gemma-ts needs from a tokenizer. */
+/** Options of `tokenizer.encode`. */
 export interface EncodeOptions {
   /**
    * Prepend <bos> (default true). Like Hugging Face tokenizers and llama.cpp, it is prepended even
@@ -23,6 +23,7 @@ export interface EncodeOptions {
   onNotice?: (message: string) => void;
 }
 
+/** Options of `tokenizer.decode` and stream decoders. */
 export interface DecodeOptions {
   /** Drop control tokens (<bos>, <eos>, <pad>, <start_of_turn> ...) from the text (default false). */
   skipSpecial?: boolean;
@@ -36,11 +37,13 @@ export interface StreamDecoder {
   flush(): string;
 }
 
+/** One chat turn: `user`, `assistant` (or `model`), `system` (folded into the first user turn by Gemma's template). */
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant' | 'model' | string;
   content: string;
 }
 
+/** What every part of gemma-ts needs from a tokenizer ({@link SentencePieceTokenizer} implements it). */
 export interface Tokenizer {
   /** Number of real pieces (ids 0..vocabSize-1); embedding tables may be padded beyond it. */
   readonly vocabSize: number;
@@ -51,10 +54,16 @@ export interface Tokenizer {
   readonly stopIds: readonly number[];
   /** The checkpoint's Jinja chat template, if it has one. */
   readonly chatTemplate: string | undefined;
+  /** Text to token ids (a leading `<bos>` unless `addBos: false`). */
   encode(text: string, options?: EncodeOptions): number[];
+  /** Token ids to text. */
   decode(ids: readonly number[], options?: DecodeOptions): string;
+  /** The piece of an id (`▁the`, `<0x0A>`, `<start_of_turn>` ...). */
   idToPiece(id: number): string | undefined;
+  /** The id of a piece. */
   pieceToId(piece: string): number | undefined;
+  /** Whether an id is a control / special token. */
   isSpecial(id: number): boolean;
+  /** An incremental decoder for streaming generated ids. */
   createStreamDecoder(options?: DecodeOptions): StreamDecoder;
 }

@@ -19,6 +19,7 @@ function asJs(w: Matrix): JsMatrix {
   return w as JsMatrix;
 }
 
+/** The readable reference backend: plain TypeScript over typed arrays, one thread (slow, exact; the wasm backend is tested against it). */
 export function createJsBackend(): Backend {
   return {
     name: 'js',

@@ -16,6 +16,7 @@ import { KERNELS, compileKernels, relaxedSimdAvailable, type KernelVariant } fro
 import { ThreadPool } from './pool.js';
 import * as ops from './ops.js';
 
+/** Options of {@link createWasmBackend}. */
 export interface WasmBackendOptions {
   /** Worker count including the calling thread (default: physical cores). 1 = no workers. */
   threads?: number;
@@ -805,6 +806,7 @@ function writeConstants(u8: Uint8Array): void {
   }
 }
 
+/** The wasm backend: a {@link Backend} with its kernel variant, thread count and memory statistics. */
 export type WasmBackendInstance = Backend & {
   readonly variant: KernelVariant;
   readonly threads: number;
@@ -817,6 +819,11 @@ export type WasmBackendInstance = Backend & {
   heapUsage(): { liveBytes: number; heapBytes: number; memories: number };
 };
 
+/**
+ * The fast CPU backend: WebAssembly SIMD kernels (relaxed SIMD where the runtime has it) on worker
+ * threads over shared memories. Pass it as `loadModel(spec, { backend })`; the model then owns it
+ * (`model.dispose()` disposes it).
+ */
 export async function createWasmBackend(options: WasmBackendOptions = {}): Promise<WasmBackendInstance> {
   const threads = options.threads ?? physicalCores();
   if (!Number.isInteger(threads) || threads < 1 || threads > 256) throw new UsageError(`threads must be an integer from 1 to 256, got ${String(options.threads)}`);
