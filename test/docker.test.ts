@@ -97,3 +97,18 @@ test('image: builds, becomes healthy, serves the demo model as a non-root user',
     await exec('docker', ['rmi', '-f', tag]).catch(() => undefined);
   }
 });
+
+test('deploy/: every compose service and Kubernetes container of this image passes serve flags (the entrypoint is `gemma serve`)', () => {
+  const deploy = path.join(repoRoot(), 'deploy');
+  // merge: compose's `<<: *anchor` keys.
+  const compose = YAML.parse(fs.readFileSync(path.join(deploy, 'compose.yaml'), 'utf8'), { merge: true }) as {
+    services: Record<string, { build?: { dockerfile?: string }; command?: string[] }>;
+  };
+  const built = Object.entries(compose.services).filter(([, s]) => s.build?.dockerfile === 'Dockerfile');
+  assert.ok(built.length > 0);
+  for (const [name, s] of built) assert.match(s.command?.[0] ?? '--', /^--/, `deploy/compose.yaml ${name}: ${s.command?.join(' ')}`);
+  const k8s = YAML.parseAllDocuments(fs.readFileSync(path.join(deploy, 'k8s', 'deployment.yaml'), 'utf8')).map((d) => d.toJS() as { kind: string; spec: { template: { spec: { containers: Array<{ image: string; args?: string[] }> } } } });
+  for (const c of k8s.find((d) => d.kind === 'Deployment')!.spec.template.spec.containers.filter((c) => c.image.startsWith('gemma-ts'))) {
+    assert.match(c.args?.[0] ?? '--', /^--/, `deploy/k8s/deployment.yaml: ${c.args?.join(' ')}`);
+  }
+});
