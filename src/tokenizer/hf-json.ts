@@ -135,6 +135,10 @@ export function tokenizerDataFromHFJson(json: HFTokenizerJSON, config?: HFTokeni
     }
     if (a.id + 1 > total) total = a.id + 1;
   }
+  // Ids are dense in real vocabularies: a few entries naming huge ids would allocate the whole range.
+  if (total > index.size + added.length + 1024) {
+    throw new TokenizerError(`tokenizer.json: ids reach ${total - 1} but only ${index.size + added.length} pieces are listed (ids must be dense)`);
+  }
   const pieces = new Array<string>(total).fill('');
   const types = new Uint8Array(total).fill(PieceType.UNUSED);
   for (const [p, id] of index) {
