@@ -78,4 +78,4 @@ export { finetune, evaluateLoss, loadTrainModel, saveFullModel, loadDataset, Tra
 export type { FinetuneOptions, FinetuneReport, StepReport, EvalReport, TrainExample, Dataset as TrainDataset, DataOptions as TrainDataOptions } from './train/index.js';
 
 // Evaluation (lm-evaluation-harness tasks, metrics): src/eval
-export { evaluate, formatTable, perplexityOfIds, memorization, TaskRegistry, LocalLM, TaskError, type PerplexityReport, type EvaluateOptions, type EvalResults, type EvalLM, type TaskConfig } from './eval/index.js';
+export { evaluate, formatTable, perplexityOfIds, memorization, TaskRegistry, LocalLM, RemoteLM, TaskError, type PerplexityReport, type EvaluateOptions, type EvalResults, type EvalLM, type TaskConfig } from './eval/index.js';

@@ -16,6 +16,12 @@ import { evaluate, formatTable } from '../eval/evaluate.js';
 import { BUILTIN_TASK_FILES } from '../eval/builtin.js';
 import { fetchHubSplit } from '../eval/hub.js';
 import { formatPerplexity, perplexityOfIds } from '../eval/perplexity.js';
+import { RemoteLM } from '../eval/remote.js';
+import type { EvalLM } from '../eval/lm.js';
+import { resolveModelPath } from '../model/load.js';
+import type { LanguageModel } from '../model/types.js';
+import { loadTokenizer } from '../tokenizer/load.js';
+import type { Tokenizer } from '../tokenizer/types.js';
 import { formatMemorization, memorization } from '../eval/memorization.js';
 import { addModelOptions, defaultIO, loadForCli, parseIntFlag, type CliIO, type ModelFlags } from './options.js';
 
@@ -32,6 +38,9 @@ interface EvalFlags extends ModelFlags {
   seed?: number;
   bootstrapIters?: number;
   cache?: boolean;
+  baseUrl?: string;
+  concurrency?: number;
+  apiKey?: string;
   // perplexity
   data?: string;
   ctx?: number;
@@ -70,6 +79,9 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
     .option('--seed <n>', 'seed of sampled generations (default 0)', parseIntFlag(0))
     .option('--bootstrap-iters <n>', 'bootstrap resamples for non-mean stderrs (default 100000; 0 = none)', parseIntFlag(0))
     .option('--no-cache', 'ignore and do not write the request cache')
+    .option('--base-url <url>', 'evaluate the model an OpenAI-compatible server serves (gemma serve, vLLM ...); --model then names the tokenizer')
+    .option('--concurrency <n>', 'with --base-url: requests in flight (default 4)', parseIntFlag(1, 1024))
+    .option('--api-key <key>', 'with --base-url: bearer token (default $OPENAI_API_KEY)')
     .option('--data <file>', 'perplexity: the corpus (plain text)')
     .option('--ctx <n>', 'perplexity: tokens per chunk / window (default 512)', parseIntFlag(2))
     .option('--reference <model>', 'perplexity: reference model for the KL-divergence report (e.g. the f32 / bf16 checkpoint)')
@@ -98,7 +110,14 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
     if (specs.length === 0) throw new UsageError('--tasks names no task');
     const out = path.resolve(flags.outputPath);
     fs.mkdirSync(out, { recursive: true });
-    const loaded = await loadForCli(flags, io);
+    let target: EvalLM | { model: LanguageModel; tokenizer: Tokenizer | undefined };
+    if (flags.baseUrl) {
+      const tokenizer = await loadTokenizer(resolveModelPath(flags.model));
+      target = new RemoteLM(tokenizer, { baseUrl: flags.baseUrl, ...(flags.concurrency ? { concurrency: flags.concurrency } : {}), ...(flags.apiKey ? { apiKey: flags.apiKey } : {}) });
+    } else {
+      const loaded = await loadForCli(flags, io);
+      target = { model: loaded.model, tokenizer: loaded.tokenizer };
+    }
     let bar: cliProgress.SingleBar | undefined;
     const onProgress = (done: number, total: number): void => {
       if (!io.stderr.isTTY || total === 0) return;
@@ -113,7 +132,7 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
     };
     let results;
     try {
-      results = await evaluate({ model: loaded.model, tokenizer: loaded.tokenizer }, specs, {
+      results = await evaluate(target, specs, {
         builtinFiles: BUILTIN_TASK_FILES,
         fetchHubSplit,
         modelName: flags.model,

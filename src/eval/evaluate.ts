@@ -124,7 +124,7 @@ class RequestCache {
 const CHUNK = 64;
 
 function isLoadedModel(m: unknown): m is { model: LanguageModel; tokenizer: Tokenizer | undefined } {
-  return typeof m === 'object' && m !== null && 'model' in m && 'tokenizer' in m;
+  return typeof m === 'object' && m !== null && typeof (m as { model?: { forward?: unknown } }).model?.forward === 'function';
 }
 
 export async function evaluate(

@@ -19,3 +19,6 @@ export { perplexityOfIds, formatPerplexity } from './perplexity.js';
 export type { PerplexityOptions, PerplexityReport, KlReport } from './perplexity.js';
 export { memorization, levenshtein, formatMemorization } from './memorization.js';
 export type { MemorizationOptions, MemorizationReport, MemorizationMatch } from './memorization.js';
+export { RemoteLM } from './remote.js';
+export type { RemoteLMOptions } from './remote.js';
+export { encodePair, encodeText, rollingWindows } from './lm.js';

@@ -106,27 +106,12 @@ export class LocalLM implements EvalLM {
     this.id = options.id ?? 'local';
   }
 
-  /** HF-style encoding: special-token text parsed, <bos> added unless the text starts with it. */
   encode(text: string, addBos = true): number[] {
-    const bos = this.tokenizer.idToPiece(this.tokenizer.bosId);
-    const hasBos = bos !== undefined && text.startsWith(bos);
-    return this.tokenizer.encode(text, { addBos: addBos && !hasBos, parseSpecial: true });
+    return encodeText(this.tokenizer, text, addBos);
   }
 
-  /** The harness's _encode_pair (and its empty-context rule). */
   encodePair(context: string, continuation: string): TokenPair {
-    if (context === '') {
-      const cont = this.encode(continuation, false);
-      const bos = this.tokenizer.bosId;
-      return cont[0] === bos ? { context: cont.slice(0, 1), continuation: cont.slice(1) } : { context: [bos], continuation: cont };
-    }
-    const trimmed = context.replace(/\s+$/u, '');
-    const spaces = context.slice(trimmed.length);
-    const ctx = trimmed === '' ? context : trimmed;
-    const cont = trimmed === '' ? continuation : spaces + continuation;
-    const whole = this.encode(ctx + cont);
-    const c = this.encode(ctx);
-    return { context: c, continuation: whole.slice(c.length) };
+    return encodePair(this.tokenizer, context, continuation);
   }
 
   /** Left-truncate so that context + continuation[:-1] fits in maxLength tokens. */
@@ -210,24 +195,8 @@ export class LocalLM implements EvalLM {
     return out;
   }
 
-  /** The harness's rolling windows: disjoint (context, prediction) token windows of at most maxLength. */
   rollingWindows(tokens: number[]): TokenPair[] {
-    const max = this.maxLength;
-    const prefix = this.tokenizer.bosId;
-    const windows: TokenPair[] = [];
-    if (tokens.length === 0) return windows;
-    const first = Math.min(max, tokens.length);
-    windows.push({ context: [prefix], continuation: tokens.slice(0, first) });
-    let predicted = first;
-    while (predicted < tokens.length) {
-      const n = Math.min(tokens.length - predicted, max);
-      const end = predicted + n;
-      const input = tokens.slice(Math.max(0, end - max - 1), end - 1);
-      const pred = tokens.slice(end - n, end);
-      windows.push({ context: input.slice(0, input.length - (pred.length - 1)), continuation: pred });
-      predicted += n;
-    }
-    return windows;
+    return rollingWindows(tokens, this.maxLength, this.tokenizer.bosId);
   }
 
   async loglikelihoodRolling(texts: string[], progress?: Progress): Promise<number[]> {
@@ -250,38 +219,84 @@ export class LocalLM implements EvalLM {
   }
 
   async generateUntil(requests: GenerationRequest[], progress?: Progress): Promise<string[]> {
-    const ctx = Math.min(this.maxLength, this.model.config.maxPositionEmbeddings);
-    const scheduler = new Scheduler(this.model, this.tokenizer, { parallel: this.batchSize, maxQueue: requests.length + 1, contextSize: ctx, prefixCacheSize: this.batchSize });
-    const prompts = requests.map((r) => {
-      const ids = this.encode(r.context);
-      const keep = Math.max(1, ctx - r.maxGenToks);
-      return ids.length > keep ? ids.slice(ids.length - keep) : ids;
-    });
-    const order = requests.map((_, i) => i).sort((a, b) => prompts[b]!.length - prompts[a]!.length);
-    const out = new Array<string>(requests.length);
-    let done = 0;
-    try {
-      await Promise.all(
-        order.map(async (i) => {
-          const r = requests[i]!;
-          const res = await scheduler.submit({
-            promptIds: prompts[i]!,
-            maxTokens: r.maxGenToks,
-            temperature: r.temperature,
-            topK: 0,
-            topP: 1,
-            ...(r.seed !== undefined ? { seed: r.seed } : {}),
-            stop: r.until.filter((u) => u.length > 0),
-          });
-          out[i] = cutAtStop(res.text, r.until);
-          progress?.(++done);
-        }),
-      );
-    } finally {
-      scheduler.close();
-    }
-    return out;
+    return generateWithScheduler(this.model, this.tokenizer, this.maxLength, this.batchSize, requests, progress);
   }
+}
+
+/** HF-style encoding: special-token text parsed, <bos> added unless the text starts with it. */
+export function encodeText(tokenizer: Tokenizer, text: string, addBos = true): number[] {
+  const bos = tokenizer.idToPiece(tokenizer.bosId);
+  const hasBos = bos !== undefined && text.startsWith(bos);
+  return tokenizer.encode(text, { addBos: addBos && !hasBos, parseSpecial: true });
+}
+
+/** The harness's _encode_pair (and its empty-context rule). */
+export function encodePair(tokenizer: Tokenizer, context: string, continuation: string): TokenPair {
+  if (context === '') {
+    const cont = encodeText(tokenizer, continuation, false);
+    const bos = tokenizer.bosId;
+    return cont[0] === bos ? { context: cont.slice(0, 1), continuation: cont.slice(1) } : { context: [bos], continuation: cont };
+  }
+  const trimmed = context.replace(/\s+$/u, '');
+  const spaces = context.slice(trimmed.length);
+  const ctx = trimmed === '' ? context : trimmed;
+  const cont = trimmed === '' ? continuation : spaces + continuation;
+  const whole = encodeText(tokenizer, ctx + cont);
+  const c = encodeText(tokenizer, ctx);
+  return { context: c, continuation: whole.slice(c.length) };
+}
+
+/** The harness's rolling windows: disjoint (context, prediction) token windows of at most maxLength. */
+export function rollingWindows(tokens: number[], max: number, prefix: number): TokenPair[] {
+  const windows: TokenPair[] = [];
+  if (tokens.length === 0) return windows;
+  const first = Math.min(max, tokens.length);
+  windows.push({ context: [prefix], continuation: tokens.slice(0, first) });
+  let predicted = first;
+  while (predicted < tokens.length) {
+    const n = Math.min(tokens.length - predicted, max);
+    const end = predicted + n;
+    const input = tokens.slice(Math.max(0, end - max - 1), end - 1);
+    const pred = tokens.slice(end - n, end);
+    windows.push({ context: input.slice(0, input.length - (pred.length - 1)), continuation: pred });
+    predicted += n;
+  }
+  return windows;
+}
+
+/** Generations through the continuous-batching scheduler, longest prompts first, cut at `until`. */
+export async function generateWithScheduler(model: LanguageModel, tokenizer: Tokenizer, maxLength: number, parallel: number, requests: GenerationRequest[], progress?: Progress): Promise<string[]> {
+  const ctx = Math.min(maxLength, model.config.maxPositionEmbeddings);
+  const scheduler = new Scheduler(model, tokenizer, { parallel, maxQueue: requests.length + 1, contextSize: ctx, prefixCacheSize: parallel });
+  const prompts = requests.map((r) => {
+    const ids = encodeText(tokenizer, r.context);
+    const keep = Math.max(1, ctx - r.maxGenToks);
+    return ids.length > keep ? ids.slice(ids.length - keep) : ids;
+  });
+  const order = requests.map((_, i) => i).sort((a, b) => prompts[b]!.length - prompts[a]!.length);
+  const out = new Array<string>(requests.length);
+  let done = 0;
+  try {
+    await Promise.all(
+      order.map(async (i) => {
+        const r = requests[i]!;
+        const res = await scheduler.submit({
+          promptIds: prompts[i]!,
+          maxTokens: r.maxGenToks,
+          temperature: r.temperature,
+          topK: 0,
+          topP: 1,
+          ...(r.seed !== undefined ? { seed: r.seed } : {}),
+          stop: r.until.filter((u) => u.length > 0),
+        });
+        out[i] = cutAtStop(res.text, r.until);
+        progress?.(++done);
+      }),
+    );
+  } finally {
+    scheduler.close();
+  }
+  return out;
 }
 
 /** The text before the first `until` string (the harness's post-processing). */

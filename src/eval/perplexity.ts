@@ -87,14 +87,18 @@ function logSoftmax(row: Float32Array, out: Float64Array): number {
 function forwardRows(model: LanguageModel, ids: number[], from: number, step: number, onRow: (pos: number, row: Float32Array) => void): void {
   const cache: KVCache = model.createCache(ids.length);
   try {
-    for (let s = 0; s < ids.length; s += step) {
-      const part = ids.slice(s, s + step);
+    for (let s = 0; s < ids.length; ) {
+      // Steps end at `from`: rows before it need no logits (the LM head is a large share of the work).
+      const end = s < from ? Math.min(from, s + step, ids.length) : Math.min(ids.length, s + step);
+      const part = ids.slice(s, end);
       const needRows = s + part.length > from;
       const res = model.forward(part, cache, { allPositions: needRows });
+      const start = s;
+      s = end;
       if (!needRows) continue;
       const V = res.vocab;
       for (let r = 0; r < part.length; r++) {
-        const pos = s + r;
+        const pos = start + r;
         if (pos >= from) onRow(pos, res.logits.subarray(r * V, (r + 1) * V));
       }
     }

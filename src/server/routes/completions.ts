@@ -66,7 +66,7 @@ export function registerCompletionRoutes(ctx: RouteContext): void {
     const { tokenizer } = served;
     if (body.suffix) throw new HttpError(400, 'suffix is not supported', { param: 'suffix', code: 'unsupported_value' });
     const nLogprobs = body.logprobs ?? null;
-    if (body.echo && nLogprobs !== null) throw new HttpError(400, 'echo together with logprobs is not supported', { param: 'echo', code: 'unsupported_value' });
+    if (body.echo && nLogprobs !== null && body.stream === true) throw new HttpError(400, 'echo together with logprobs is not supported when streaming', { param: 'echo', code: 'unsupported_value' });
     const prompts = promptsOf(served, body.prompt);
     for (const p of prompts) checkPrompt(served, p.ids, 'prompt');
     setAffinity(reply, affinityKey(req, body.user, () => prompts[0]?.ids ?? [], ctx.affinityTokens));
@@ -139,6 +139,9 @@ export function registerCompletionRoutes(ctx: RouteContext): void {
     }
 
     const results = await allOrAbort(pending, controller);
+    // echo + logprobs: the prompt's own token logprobs first (the first token has none), as
+    // OpenAI's legacy API and vLLM give them; evaluation harnesses score continuations this way.
+    const promptLp = echo && nLogprobs !== null ? prompts.map((p) => promptLogprobs(served, p.ids, nLogprobs)) : undefined;
     return {
       id,
       object: 'text_completion',
@@ -148,10 +151,58 @@ export function registerCompletionRoutes(ctx: RouteContext): void {
       choices: results.map((r, index) => ({
         index,
         text: (echo ? prompts[Math.floor(index / n)]!.text : '') + r.text,
-        logprobs: nLogprobs !== null ? legacyLogprobs(tokenizer, r.logprobs ?? [], 0) : null,
+        logprobs: nLogprobs !== null ? withPrompt(legacyLogprobs(tokenizer, [...(promptLp?.[Math.floor(index / n)] ?? []), ...(r.logprobs ?? [])], 0)) : null,
         finish_reason: finishReasonOf(r.finishReason),
       })),
       usage: usageOf(results, promptTokens, results.reduce((a, r, i) => a + (i % n === 0 ? r.usage.cachedTokens : 0), 0)),
     };
   });
+}
+
+/** log p(ids[i] | ids[<i]) for every prompt token after the first, with the top `top` alternatives. */
+function promptLogprobs(served: ServedModel, ids: number[], top: number): LogprobEntry[] {
+  if (ids.length < 2) return ids.map((id) => ({ id, logprob: Number.NaN }));
+  const { model } = served;
+  const cache = model.createCache(ids.length);
+  try {
+    const res = model.forward(ids.slice(0, -1), cache, { allPositions: true });
+    const V = res.vocab;
+    const out: LogprobEntry[] = [{ id: ids[0]!, logprob: Number.NaN }];
+    const lp = new Float64Array(V);
+    for (let i = 1; i < ids.length; i++) {
+      const row = res.logits.subarray((i - 1) * V, i * V);
+      let max = -Infinity;
+      for (let v = 0; v < V; v++) if (row[v]! > max) max = row[v]!;
+      let sum = 0;
+      for (let v = 0; v < V; v++) sum += Math.exp(row[v]! - max);
+      const lse = max + Math.log(sum);
+      for (let v = 0; v < V; v++) lp[v] = row[v]! - lse;
+      const entry: LogprobEntry = { id: ids[i]!, logprob: lp[ids[i]!]! };
+      if (top > 0) {
+        // the `top` largest by insertion into a short sorted list (top <= 5)
+        const best: number[] = [];
+        for (let v = 0; v < V; v++) {
+          if (best.length === top && lp[v]! <= lp[best[top - 1]!]!) continue;
+          let k = best.length === top ? top - 1 : best.length;
+          while (k > 0 && lp[best[k - 1]!]! < lp[v]!) k--;
+          best.splice(k, 0, v);
+          if (best.length > top) best.pop();
+        }
+        entry.topLogprobs = best.map((id) => ({ id, logprob: lp[id]! }));
+      }
+      out.push(entry);
+    }
+    return out;
+  } finally {
+    cache.dispose?.();
+  }
+}
+
+/** The first prompt token has no logprob: null in JSON (NaN marks it). */
+function withPrompt<T extends { token_logprobs: number[]; top_logprobs: Array<Record<string, number>> }>(lp: T): T {
+  return {
+    ...lp,
+    token_logprobs: lp.token_logprobs.map((x) => (Number.isNaN(x) ? null : x)) as unknown as number[],
+    top_logprobs: lp.top_logprobs.map((t, i) => (Number.isNaN(lp.token_logprobs[i]!) ? null : t)) as unknown as Array<Record<string, number>>,
+  };
 }
