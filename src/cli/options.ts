@@ -66,16 +66,16 @@ export function collect(value: string, previous: string[] | undefined): string[]
 
 export interface ModelFlags {
   model: string;
-  backend?: 'js' | 'wasm';
+  backend?: 'js' | 'wasm' | 'webgpu';
   threads?: number;
   kvType?: 'f32' | 'f16';
 }
 
-/** --backend js|wasm and --threads N. */
+/** --backend js|wasm|webgpu and --threads N. */
 export function addBackendOptions(cmd: Command): Command {
   return cmd
-    .option('--backend <name>', 'compute backend: js or wasm', (v: string) => {
-      if (v !== 'js' && v !== 'wasm') throw new InvalidArgumentError('expected js or wasm.');
+    .option('--backend <name>', 'compute backend: js, wasm or webgpu', (v: string) => {
+      if (v !== 'js' && v !== 'wasm' && v !== 'webgpu') throw new InvalidArgumentError('expected js, wasm or webgpu.');
       return v;
     })
     .option('--threads <n>', 'worker threads for the wasm backend', parseIntFlag(1, 256));

@@ -24,7 +24,7 @@ import { addBackendOptions, collect, defaultIO, loadForCli, parseFloatFlag, pars
 
 interface CommonFlags {
   model?: string;
-  backend?: 'js' | 'wasm';
+  backend?: 'js' | 'wasm' | 'webgpu';
   threads?: number;
   policy?: string[];
   policyFile?: string;
@@ -69,7 +69,7 @@ export function addGuardOptions(cmd: Command): Command {
 }
 
 /** attachShieldGuard options from the serve flags; undefined without --guard. */
-export function guardOptionsFrom(flags: GuardFlags & { backend?: 'js' | 'wasm'; threads?: number }, log?: { write(s: string): unknown }): AttachGuardOptions | undefined {
+export function guardOptionsFrom(flags: GuardFlags & { backend?: 'js' | 'wasm' | 'webgpu'; threads?: number }, log?: { write(s: string): unknown }): AttachGuardOptions | undefined {
   if (!flags.guard) return undefined;
   return {
     model: flags.guard,

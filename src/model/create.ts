@@ -15,14 +15,15 @@ import type { KVType } from './kv-cache.js';
 import type { LanguageModel } from './types.js';
 import { loadWeights } from './weights.js';
 
-/** The built-in compute backends: 'wasm' (WebAssembly SIMD + threads, the default) and 'js' (the readable reference). */
-export type BackendName = 'js' | 'wasm';
+/** The built-in compute backends: 'wasm' (WebAssembly SIMD + threads, the default), 'js' (the readable reference) and 'webgpu' (WGSL kernels on the GPU; asynchronous). */
+export type BackendName = 'js' | 'wasm' | 'webgpu';
 
 /** Options of {@link loadModel}. */
 export interface LoadOptions {
   /**
    * Compute backend (default 'wasm': WebAssembly SIMD + threads; 'js' is the readable reference;
-   * or a TensorBackend object).
+   * 'webgpu': WGSL kernels on the GPU, asynchronous - use forwardAsync / generate; or a
+   * TensorBackend object).
    */
   backend?: BackendName | Backend | TensorBackend;
   /** Worker threads of the wasm backend (default: the physical cores). */
@@ -65,12 +66,16 @@ export type ModelDescription = Omit<LoadedModel, 'model'>;
 export async function createBackend(choice: LoadOptions['backend'], threads: number | undefined): Promise<Backend | TensorBackend> {
   if (choice && typeof choice === 'object') return choice;
   if (choice === 'js') return createJsBackend();
+  if (choice === 'webgpu') {
+    const { createWebGpuBackend } = await import('../backend/webgpu/index.js');
+    return createWebGpuBackend();
+  }
   if (choice === 'wasm' || choice === undefined) {
     // Loaded lazily: js-only users never compile the kernels.
     const { createWasmBackend } = await import('../backend/wasm/index.js');
     return createWasmBackend(threads !== undefined ? { threads } : {});
   }
-  throw new ModelError(`unknown backend "${String(choice)}" (expected js or wasm)`);
+  throw new ModelError(`unknown backend "${String(choice)}" (expected js, wasm or webgpu)`);
 }
 
 /** A checkpoint whose headers are read: the weights are still in the source. */

@@ -29,6 +29,8 @@ export { normalizeHfConfig, parameterCount, type ModelConfig, type LayerConfig, 
 export type { Backend } from '../backend/backend.js';
 export { createJsBackend } from '../backend/js/index.js';
 export { createWasmBackend, type WasmBackendOptions, type WasmBackendInstance } from '../backend/wasm/index.js';
+export { createWebGpuBackend, GpuError, GpuDeviceLostError, GpuOutOfMemoryError, GpuUnavailableError, type WebGpuBackendOptions, type WebGpuBackendInstance } from '../backend/webgpu/index.js';
+export { hostTensors, isTensorBackend, type Tensor, type TensorBackend, type TensorAttentionParams, type CacheType } from '../backend/tensor.js';
 
 // Tokenizer and chat formatting.
 export { SentencePieceTokenizer, type TokenizerData } from '../tokenizer/sentencepiece.js';

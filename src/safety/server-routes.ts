@@ -380,7 +380,7 @@ export interface AttachGuardOptions {
   model: string;
   threshold?: number;
   mode?: GuardMode;
-  backend?: 'js' | 'wasm';
+  backend?: 'js' | 'wasm' | 'webgpu';
   threads?: number;
   /** Streamed answers are screened every this many characters (default 400). */
   chunkChars?: number;
