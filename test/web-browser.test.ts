@@ -82,9 +82,9 @@ interface PageRun {
 }
 
 /** In the page: load the model (from a URL, or from File objects fetched first) and generate greedily. */
-async function runInPage(page: Page, options: { files?: boolean; url?: string; extra?: Record<string, unknown> } = {}): Promise<PageRun> {
+async function runInPage(page: Page, options: { files?: boolean; url?: string; extra?: Record<string, unknown>; load?: Record<string, unknown> } = {}): Promise<PageRun> {
   return page.evaluate(
-    async ({ messages, maxTokens, files, url, extra }) => {
+    async ({ messages, maxTokens, files, url, extra, load }) => {
       const g = await import(/* the bundle, served by the page's origin */ '/dist/web/index.js' as string);
       const downloads: Array<{ url: string; fromCache: boolean }> = [];
       let input: unknown = url;
@@ -92,7 +92,7 @@ async function runInPage(page: Page, options: { files?: boolean; url?: string; e
         const names = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors'];
         input = await Promise.all(names.map(async (n) => new File([await (await fetch(`/models/demo/${n}`)).blob()], n)));
       }
-      const loaded = await g.loadModel(input, { backend: 'wasm', onDownloadProgress: (p: { url: string; fromCache: boolean }) => downloads.push({ url: p.url, fromCache: p.fromCache }) });
+      const loaded = await g.loadModel(input, { backend: 'wasm', ...load, onDownloadProgress: (p: { url: string; fromCache: boolean }) => downloads.push({ url: p.url, fromCache: p.fromCache }) });
       const ids: number[] = [];
       let text = '';
       const prompt = g.encodeChat(loaded.tokenizer, messages);
@@ -105,7 +105,7 @@ async function runInPage(page: Page, options: { files?: boolean; url?: string; e
       loaded.model.dispose();
       return run;
     },
-    { messages: MESSAGES, maxTokens: MAX_TOKENS, files: options.files ?? false, url: options.url ?? '/models/demo/', extra: options.extra ?? {} },
+    { messages: MESSAGES, maxTokens: MAX_TOKENS, files: options.files ?? false, url: options.url ?? '/models/demo/', extra: options.extra ?? {}, load: options.load ?? {} },
   );
 }
 
@@ -187,5 +187,19 @@ test('structured output (a JSON schema) in the page gives the tokens Node gives,
     const value = JSON.parse(run.text) as { name: string; age: number };
     assert.ok(typeof value.name === 'string' && [...value.name].length <= 8);
     assert.ok(Number.isInteger(value.age) && value.age >= 0 && value.age <= 120);
+  });
+});
+
+test('cache: false reads with plain range requests, and nothing is kept for a second load', async () => {
+  await withPage(plain, async (page) => {
+    plain.requests = [];
+    const first = await runInPage(page, { load: { cache: false } });
+    assert.deepEqual(first.ids, nodeIds);
+    const weightReads = plain.requests.filter((r) => r === '/models/demo/model.safetensors').length;
+    assert.ok(weightReads > 2, `the weights were read with several range requests (${weightReads})`);
+    plain.requests = [];
+    await runInPage(page, { load: { cache: false } });
+    assert.equal(plain.requests.filter((r) => r === '/models/demo/model.safetensors').length, weightReads, 'the second load fetched the same ranges again');
+    assert.equal(await page.evaluate(async () => (await (globalThis as unknown as { caches: { keys(): Promise<string[]> } }).caches.keys()).length), 0, 'no cache was created');
   });
 });

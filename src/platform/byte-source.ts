@@ -39,6 +39,8 @@ export interface HttpSourceOptions {
 
 /** Bytes per range request and per cache entry. */
 export const CHUNK_BYTES = 32 * 1024 * 1024;
+/** Without a cache, the first request of a file (headers); the rest is read in exact ranges. */
+const FIRST_READ_BYTES = 1024 * 1024;
 
 export function blobByteSource(blob: Blob, name: string): ByteSource {
   return {
@@ -120,7 +122,8 @@ export async function openUrl(url: string, options: HttpSourceOptions = {}): Pro
   if (metaHit) meta = (await metaHit.json()) as FileMeta;
   let first: Uint8Array | undefined;
   if (!meta) {
-    const res = await request(0, CHUNK_BYTES);
+    // With a cache this is chunk 0; without one, just enough for the headers (more is read as asked).
+    const res = await request(0, cache ? CHUNK_BYTES : FIRST_READ_BYTES);
     if (res.status === 404) {
       await res.body?.cancel();
       await cache?.put(keyOf(url, 'meta'), Response.json({ size: 0, missing: true } satisfies FileMeta));
