@@ -25,6 +25,7 @@ import { Rng } from '../src/generate/sampler.js';
 import { loadModel } from '../src/model/load.js';
 import { loadTokenizerSync } from '../src/tokenizer/load.js';
 import { packageRoot } from '../src/util/package-root.js';
+import { randomState } from './constraint-walk.js';
 
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 const ajv = addFormats(new Ajv({ strict: false, allowUnionTypes: true }));
@@ -119,6 +120,16 @@ function checkCandidate(g: Grammar, valid: (v: unknown) => boolean, text: string
 
 const RUNS = { numRuns: 40, seed: 1234 };
 
+/** The schema's grammar, or the UsageError that refuses it (anything else is thrown). */
+function compileOrRefusal(schema: JsonSchema): Grammar | UsageError {
+  try {
+    return jsonSchemaGrammar(schema);
+  } catch (e) {
+    if (e instanceof UsageError) return e;
+    throw e;
+  }
+}
+
 // ---------------------------------------------------------------- numbers
 
 /** Bounds as JSON Schema writes them: decimals, negatives, exponent forms. */
@@ -163,12 +174,10 @@ test('minimum / maximum / exclusive*: accepted values validate, valid fixed-poin
         if (hi !== undefined) schema[hiEx ? 'exclusiveMaximum' : 'maximum'] = hi;
         const label = JSON.stringify(schema);
         const valid = validator(schema);
-        let g: Grammar;
-        try {
-          g = jsonSchemaGrammar(schema);
-        } catch (e) {
+        const g = compileOrRefusal(schema);
+        if (g instanceof UsageError) {
           // Only when no value of the format exists: then none of these validates either.
-          assert.ok(e instanceof UsageError && /no (integer|number) within the bounds exists/.test(e.message), `${label}: ${(e as Error).message}`);
+          assert.match(g.message, /no (integer|number) within the bounds exists/, label);
           const room = lo !== undefined && hi !== undefined ? hi - lo < (integer ? 1 : 1e-15) * Math.max(1, Math.abs(lo)) : Math.abs((lo ?? hi)!) >= 1e15;
           assert.ok(room, `${label} refused`);
           return;
@@ -217,11 +226,8 @@ test('multipleOf (integers): accepted values validate; valid integers are accept
       if (hi !== undefined) schema.maximum = hi;
       const label = JSON.stringify(schema);
       const valid = validator(schema);
-      let g: Grammar;
-      try {
-        g = jsonSchemaGrammar(schema);
-      } catch (e) {
-        assert.ok(e instanceof UsageError, `${label}: ${(e as Error).message}`);
+      const g = compileOrRefusal(schema);
+      if (g instanceof UsageError) {
         // Refused only when no multiple lies in the bounds.
         for (let v = lo!; v <= hi!; v++) assert.ok(!valid(v), `${label} refused, but ${v} is valid`);
         return;
@@ -488,18 +494,7 @@ test('token mask inside number and string machines equals brute force (demo toke
   const rng = new Rng(5);
   let checked = 0;
   for (let i = 0; i < 70; i++) {
-    const g = grammars[i % grammars.length]!;
-    let s = g.initial()!;
-    const steps = Math.floor(rng.next() * 24);
-    for (let k = 0; k < steps; k++) {
-      const next: GrammarState[] = [];
-      for (let b = 0; b < 256; b++) {
-        const n = s.step(b);
-        if (n && !n.finished) next.push(n);
-      }
-      if (!next.length) break;
-      s = next[Math.floor(rng.next() * next.length)]!;
-    }
+    const s = randomState(grammars[i % grammars.length]!, rng, 24);
     const mask = new Uint8Array(t.vocabSize);
     markAllowed(t.trie, s, mask);
     const brute = new Uint8Array(t.vocabSize);

@@ -11,6 +11,7 @@ import { Rng, Sampler, type SamplingOptions, type TokenFilter } from '../src/gen
 import { loadTokenizerSync } from '../src/tokenizer/load.js';
 import type { Tokenizer } from '../src/tokenizer/types.js';
 import { packageRoot } from '../src/util/package-root.js';
+import { randomState } from './constraint-walk.js';
 
 const bytes = (...b: number[]): Uint8Array => Uint8Array.from(b);
 const cat = (...parts: Array<string | Uint8Array>): Uint8Array => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : Buffer.from(p))));
@@ -290,19 +291,7 @@ function randomStates(rng: Rng, count: number): GrammarState[] {
   const grammars = [jsonObjectGrammar(), ...SCHEMAS.map((c) => jsonSchemaGrammar(c.schema))];
   const out: GrammarState[] = [];
   for (let i = 0; i < count; i++) {
-    const g = grammars[i % grammars.length]!;
-    let s = g.initial()!;
-    const steps = Math.floor(rng.next() * 40);
-    for (let k = 0; k < steps; k++) {
-      const next: GrammarState[] = [];
-      for (let b = 0; b < 256; b++) {
-        const n = s.step(b);
-        if (n && !n.finished) next.push(n);
-      }
-      if (!next.length) break;
-      s = next[Math.floor(rng.next() * next.length)]!;
-    }
-    out.push(s);
+    out.push(randomState(grammars[i % grammars.length]!, rng, 40));
   }
   return out;
 }
