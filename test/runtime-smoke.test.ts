@@ -40,7 +40,7 @@ function startServe(rt: Runtime): Promise<{ url: string; child: ReturnType<typeo
     const timer = setTimeout(() => reject(new Error(`${rt.name}: gemma serve did not start within 60 s:\n${err}`)), 60_000);
     child.stderr!.on('data', (d: Buffer) => {
       err += d.toString();
-      const m = /on (http:\/\/[^\s]+) /.exec(err);
+      const m = /(http:\/\/[^\s,]+)/.exec(err);
       if (m) {
         clearTimeout(timer);
         resolve({ url: m[1]!, child, stderr: () => err });
@@ -78,8 +78,14 @@ for (const rt of [NODE_RUNTIMES[1]!, DENO, BUN]) {
     test('CLI: gemma serve answers /health and a streamed chat completion, stops on SIGTERM', async () => {
       const { url, child, stderr } = await startServe(rt);
       try {
-        const health = await fetch(`${url}/health`);
-        assert.equal(health.status, 200);
+        // /health is 503 until the model is loaded (readiness), then 200.
+        let health = 0;
+        for (let i = 0; i < 120 && health !== 200; i++) {
+          if (i > 0) await new Promise((r) => setTimeout(r, 500));
+          health = (await fetch(`${url}/health`)).status;
+          assert.ok(health === 200 || health === 503, `/health ${health}`);
+        }
+        assert.equal(health, 200);
         const res = await fetch(`${url}/v1/chat/completions`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
