@@ -76,8 +76,8 @@ export { GemmaError, FormatError, ConfigError, TokenizerError, TemplateError, Mo
 export { VERSION } from './version.js';
 
 // Training: full fine-tuning with an exact backward pass (finetune is an async iterator of step reports).
-export { finetune, evaluateLoss, loadTrainModel, saveFullModel, loadDataset, TrainModel } from './train/index.js';
-export type { FinetuneOptions, FinetuneReport, StepReport, EvalReport, TrainExample, Dataset as TrainDataset, DataOptions as TrainDataOptions } from './train/index.js';
+export { finetune, evaluateLoss, loadTrainModel, saveFullModel, loadDataset, TrainModel, addLoraLayers, loadAdapter, applyLora, mergeAdapter, savePeftAdapter, saveGgufAdapter } from './train/index.js';
+export type { FinetuneOptions, FinetuneReport, StepReport, EvalReport, TrainExample, Dataset as TrainDataset, DataOptions as TrainDataOptions, LoraConfig, Adapter } from './train/index.js';
 
 // Evaluation (lm-evaluation-harness tasks, metrics): src/eval
 export { evaluate, formatTable, perplexityOfIds, memorization, TaskRegistry, LocalLM, RemoteLM, TaskError, type PerplexityReport, type EvaluateOptions, type EvalResults, type EvalLM, type TaskConfig } from './eval/index.js';

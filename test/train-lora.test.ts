@@ -20,7 +20,7 @@ import { sequenceForwardBackward } from '../src/train/backward.js';
 import { loadTrainModel } from '../src/train/checkpoint-io.js';
 import { finetune } from '../src/train/finetune.js';
 import { modelForward, sequenceContext } from '../src/train/forward.js';
-import { applyLora, loraTensors, resolveTargets } from '../src/train/lora.js';
+import { addLoraLayers, loraTensors, resolveTargets } from '../src/train/lora.js';
 import { headLogits } from '../src/train/loss.js';
 import type { TrainModel } from '../src/train/params.js';
 import { mulberry32 } from '../src/util/mulberry32.js';
@@ -62,7 +62,7 @@ function maxDiff(got: Float32Array, want: number[][]): number {
 /** A LoRA model on a golden checkpoint with random, nonzero A and B. */
 async function randomLora(variant: string, targets = 'all-linear', rslora = false): Promise<TrainModel> {
   const { model } = await loadTrainModel(path.join(goldenDir(), variant), { trainable: false });
-  applyLora(model, { rank: 4, alpha: 8, dropout: 0, rslora, targets: resolveTargets(targets) }, 3);
+  addLoraLayers(model, { rank: 4, alpha: 8, dropout: 0, rslora, targets: resolveTargets(targets) }, 3);
   const rnd = mulberry32(5);
   for (const p of model.trainable()) if (p.name.includes('lora_B')) for (let i = 0; i < p.data.length; i++) p.data[i] = (rnd() - 0.5) * 0.2;
   return model;
@@ -100,8 +100,18 @@ describe('LoRA vs PyTorch', { skip: !HAVE_TORCH }, () => {
     assert.deepEqual(adapter.config.targets, ['q_proj', 'v_proj', 'down_proj']);
     assert.equal(adapter.scale, 6 / 2);
     const { model } = await loadTrainModel(dirModel, { trainable: false });
-    applyLora(model, adapter.config, 0, adapter.tensors);
+    addLoraLayers(model, adapter.config, 0, adapter.tensors);
     assert.ok(maxDiff(logitsOf(model, IDS), ref.logits) <= 1e-4);
+    // applied without merging at inference: gemma forward --lora, both backends, with a multiplier
+    for (const backend of ['js', 'wasm']) {
+      const { stdout } = await run(process.execPath, [path.join(repoRoot(), 'bin', 'gemma.js'), 'forward', '--model', dirModel, '--lora', dir, '--ids', IDS.join(','), '--all-positions', '--json', '--backend', backend]);
+      const fwd = (JSON.parse(stdout) as { logits: number[][] }).logits;
+      assert.ok(maxDiff(Float32Array.from(fwd.flat()), ref.logits) <= 1e-4, `gemma forward --lora (${backend})`);
+    }
+    const half = path.join(tmp, 'peft-half');
+    const refHalf = await torchJson<{ logits: number[][] }>(['peft-random', '--model', dirModel, '--out', half, '--rank', '4', '--alpha', '3', '--targets', 'q_proj,v_proj,down_proj', '--rslora', '--ids', IDS.join(',')]);
+    const { stdout: halfOut } = await run(process.execPath, [path.join(repoRoot(), 'bin', 'gemma.js'), 'forward', '--model', dirModel, '--lora', `${dir}:0.5`, '--ids', IDS.join(','), '--all-positions', '--json']);
+    assert.ok(maxDiff(Float32Array.from((JSON.parse(halfOut) as { logits: number[][] }).logits.flat()), refHalf.logits) <= 1e-4, '--lora PATH:0.5 = alpha / 2');
     // merged checkpoint through the CLI, then the inference forward pass
     const merged = path.join(tmp, 'merged');
     await run(process.execPath, [path.join(repoRoot(), 'bin', 'gemma.js'), 'merge', '--model', dirModel, '--lora', dir, '--out', merged]);
@@ -115,7 +125,7 @@ test('frozen Q8_0 base: the training forward equals inference on the same GGUF; 
   const gguf = path.join(tmp, 'g2.q8_0.gguf');
   await convertToGGUF(path.join(goldenDir(), 'gemma2'), gguf, { type: 'q8_0' });
   const { model } = await loadTrainModel(gguf, { trainable: false });
-  applyLora(model, { rank: 4, alpha: 8, dropout: 0.1, rslora: false, targets: resolveTargets('all-linear') }, 1);
+  addLoraLayers(model, { rank: 4, alpha: 8, dropout: 0.1, rslora: false, targets: resolveTargets('all-linear') }, 1);
   const g = openGGUF(gguf);
   const infer = await createModel(g.source, g.config, { backend: 'js' });
   g.source.close();
@@ -142,7 +152,7 @@ test('bad adapters and targets are one clear error naming the key', async () => 
 test('the same seed gives identical adapter bytes (with dropout)', async () => {
   const train = async () => {
     const { model } = await loadTrainModel(path.join(goldenDir(), 'gemma3'), { trainable: false });
-    applyLora(model, { rank: 4, alpha: 8, dropout: 0.2, rslora: false, targets: resolveTargets('all-linear') }, 9);
+    addLoraLayers(model, { rank: 4, alpha: 8, dropout: 0.2, rslora: false, targets: resolveTargets('all-linear') }, 9);
     for await (const r of finetune(model, [{ ids: IDS }, { ids: IDS.slice(0, 9) }], { lr: 1e-2, steps: 3, seed: 9 })) void r;
     const dir = path.join(tmp, `det-${Math.random()}`);
     savePeftAdapter(model, dir);

@@ -9,7 +9,7 @@ import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../train/checkpoint.js';
 import { savePeftAdapter, saveGgufAdapter } from '../train/adapter.js';
-import { applyLora, resolveTargets } from '../train/lora.js';
+import { addLoraLayers, resolveTargets } from '../train/lora.js';
 import { loadTrainModel } from '../train/checkpoint-io.js';
 import { loadDataset } from '../train/data.js';
 import { finetune, type FinetuneReport } from '../train/finetune.js';
@@ -106,7 +106,7 @@ export function registerFinetuneCommand(program: Command, io: CliIO = defaultIO(
       const lora = flags.method === 'lora';
       const targets = lora ? resolveTargets(flags.targets) : [];
       const { model, tokenizer } = await loadTrainModel(flags.model, { backend: flags.backend, trainable: !lora });
-      if (lora) applyLora(model, { rank: flags.rank, alpha: flags.alpha, dropout: flags.dropout, rslora: flags.rslora === true, targets }, flags.seed);
+      if (lora) addLoraLayers(model, { rank: flags.rank, alpha: flags.alpha, dropout: flags.dropout, rslora: flags.rslora === true, targets }, flags.seed);
       const data = loadDataset(flags.data, tokenizer, { maxSeqLen: flags.maxSeqLen, pack: flags.pack, vocabSize: model.weights.embed.shape[0]! });
       let resumed: ReturnType<typeof loadCheckpoint> | undefined;
       if (flags.resume !== undefined) {

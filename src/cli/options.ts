@@ -11,6 +11,7 @@ import type { SamplingOptions } from '../generate/sampler.js';
 import { compileResponseFormat, type JsonSchema } from '../generate/constraint/index.js';
 import { loadModel, type LoadedModel, type LoadOptions } from '../model/load.js';
 import { defaultChatRenderer } from '../generate/chat-session.js';
+import { applyLora, parseLoraSpec } from '../train/adapter.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/types.js';
 
 /** Where a command reads and writes; tests pass their own. */
@@ -66,6 +67,8 @@ export function collect(value: string, previous: string[] | undefined): string[]
 
 export interface ModelFlags {
   model: string;
+  /** --lora PATH[:SCALE] (repeatable): adapters applied without merging. */
+  lora?: string[];
   backend?: 'js' | 'wasm' | 'webgpu';
   threads?: number;
   kvType?: 'f32' | 'f16';
@@ -86,7 +89,8 @@ export function addModelOptions(cmd: Command): Command {
     .option('--kv-type <type>', 'KV cache element type: f32 (default, exact) or f16 (half the memory and bandwidth; wasm backend)', (v: string) => {
       if (v !== 'f32' && v !== 'f16') throw new InvalidArgumentError('expected f32 or f16.');
       return v;
-    });
+    })
+    .option('--lora <path[:scale]>', 'apply a LoRA adapter (PEFT directory) without merging, optionally scaled (repeatable)', collect);
 }
 
 /** The sampling flags are the library's SamplingOptions plus the generation limits. */
@@ -188,6 +192,10 @@ export async function loadForCli(flags: ModelFlags, io: CliIO, extra: LoadOption
       onProgress,
     });
     for (const n of loaded.notices) io.stderr.write(`note: ${n}\n`);
+    for (const spec of flags.lora ?? []) {
+      const { path: p, scale } = parseLoraSpec(spec);
+      applyLora(loaded.model, p, scale);
+    }
     return loaded;
   } finally {
     bar?.stop();

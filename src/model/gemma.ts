@@ -21,7 +21,8 @@ import type { ModelConfig } from '../config/model-config.js';
 import { ModelError } from '../errors.js';
 import { GemmaKVCache, type KVType } from './kv-cache.js';
 import type { BatchItem, ForwardOptions, ForwardResult, Hook, KVCache, LanguageModel } from './types.js';
-import type { GemmaWeights } from './weights.js';
+import type { GemmaWeights, LoraSlot } from './weights.js';
+import type { WeightMatrix } from '../backend/backend.js';
 
 export interface GemmaModelOptions {
   /** Logits row length; defaults to config.vocabSize (never past the embedding table). */
@@ -271,6 +272,7 @@ export class GemmaModel implements LanguageModel {
         b.copyRows(x, 0, n * H, h, 0, n * H, 1, n * H);
         b.rmsNorm(h, L.inputNorm, n, H, c.rmsNormEps);
         this.project(L.qkv, h, n, [q, k, v], [qDim, kvDim, kvDim], stacked);
+        if (L.lora) for (const [slot, y, d] of [['q', q, qDim], ['k', k, kvDim], ['v', v, kvDim]] as const) this.applyLora(L.lora[slot], h, n, y, d);
         if (L.qNorm && L.kNorm) {
           b.rmsNorm(q, L.qNorm, n * c.numHeads, c.headDim, c.rmsNormEps);
           b.rmsNorm(k, L.kNorm, n * c.numKvHeads, c.headDim, c.rmsNormEps);
@@ -294,6 +296,7 @@ export class GemmaModel implements LanguageModel {
         // blocks.{i}.attn.hook_z: the concatenated head outputs [n, nHeads * headDim] before o_proj.
         if (hooks) yield* hook(`blocks.${i}.attn.hook_z`, i, att, qDim);
         b.matmul(L.o, att, n, attnOut);
+        if (L.lora) this.applyLora(L.lora.o, att, n, attnOut, H);
         if (c.sandwichNorms) b.rmsNorm(attnOut, L.postAttnNorm, n, H, c.rmsNormEps);
         if (hooks) yield* hook(`blocks.${i}.hook_attn_out`, i, attnOut, H);
         b.add(x, attnOut, n * H);
@@ -302,8 +305,10 @@ export class GemmaModel implements LanguageModel {
         b.copyRows(x, 0, n * H, h, 0, n * H, 1, n * H);
         b.rmsNorm(h, c.sandwichNorms ? L.preFfnNorm! : L.postAttnNorm, n, H, c.rmsNormEps);
         this.project(L.gateUp, h, n, [gate, up], [c.intermediateSize, c.intermediateSize], stacked);
+        if (L.lora) for (const [slot, y] of [['gate', gate], ['up', up]] as const) this.applyLora(L.lora[slot], h, n, y, c.intermediateSize);
         b.geluMul(gate, up, n * c.intermediateSize);
         b.matmul(L.down, gate, n, mlpOut);
+        if (L.lora) this.applyLora(L.lora.down, gate, n, mlpOut, H);
         if (c.sandwichNorms) b.rmsNorm(mlpOut, L.postFfnNorm!, n, H, c.rmsNormEps);
         if (hooks) yield* hook(`blocks.${i}.hook_mlp_out`, i, mlpOut, H);
         b.add(x, mlpOut, n * H);
@@ -339,6 +344,31 @@ export class GemmaModel implements LanguageModel {
       b.copyRows(stacked, at, total, outs[j]!, 0, dims[j]!, n, dims[j]!);
       at += dims[j]!;
     }
+  }
+
+  /** y += B (A x) for each adapter on this linear layer (LoRA without merging). */
+  private applyLora(list: readonly { A: Matrix; B: Matrix }[] | undefined, x: Tensor, n: number, y: Tensor, outDim: number): void {
+    if (!list) return;
+    const b = this.tensors;
+    for (const { A, B } of list) {
+      const u = b.alloc(n * A.rows), z = b.alloc(n * outDim);
+      b.matmul(A, x, n, u);
+      b.matmul(B, u, n, z);
+      b.add(y, z, n * outDim);
+      b.free(u);
+      b.free(z);
+    }
+  }
+
+  /**
+   * Apply a LoRA adapter to one linear layer without merging: A [r, in] and B [out, r] (f32,
+   * with the adapter's scale already multiplied into B). The base weights are not touched.
+   */
+  addLora(layer: number, slot: LoraSlot, A: WeightMatrix, B: WeightMatrix): void {
+    const L = this.w.layers[layer];
+    if (!L) throw new ModelError(`LoRA on layer ${layer}: the model has ${this.w.layers.length} layers`);
+    const lists = (L.lora ??= {});
+    (lists[slot] ??= []).push({ A: this.tensors.prepareMatrix(A), B: this.tensors.prepareMatrix(B) });
   }
 
   dispose(): void {

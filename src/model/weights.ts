@@ -27,6 +27,17 @@ export interface LayerWeights {
   /** [gate | up] per token: one fused matrix when they share a dtype, else gate, up. */
   gateUp: Matrix[];
   down: Matrix;
+  /** LoRA adapters applied without merging: y += B (A x), B already scaled (GemmaModel.addLora). */
+  lora?: Partial<Record<LoraSlot, LoraDelta[]>>;
+}
+
+/** The linear layers an adapter can change. */
+export type LoraSlot = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
+
+/** One adapter on one linear layer: A [r, in], B [out, r] (scale folded in), as backend matrices. */
+export interface LoraDelta {
+  A: Matrix;
+  B: Matrix;
 }
 
 export interface GemmaWeights {

@@ -7,7 +7,14 @@
  * - merging W + scale B A into a full checkpoint.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import type { WeightMatrix } from '../backend/backend.js';
+import { convertToGGUF, CONVERT_TYPES, type ConvertType } from '../formats/convert.js';
+import { GemmaModel } from '../model/gemma.js';
+import type { LanguageModel } from '../model/types.js';
+import type { LoraSlot } from '../model/weights.js';
+import { loadTrainModel, saveFullModel } from './checkpoint-io.js';
 import type { ModelConfig } from '../config/model-config.js';
 import { FormatError, UsageError } from '../errors.js';
 import { decodeBf16, decodeF16 } from '../formats/half.js';
@@ -213,3 +220,48 @@ export function parseLoraSpec(spec: string): { path: string; scale: number } {
 }
 
 export { resolveTargets };
+
+/** The LanguageModel slot of each LoRA module. */
+const SLOT: Record<LoraModule, LoraSlot> = { q_proj: 'q', k_proj: 'k', v_proj: 'v', o_proj: 'o', gate_proj: 'gate', up_proj: 'up', down_proj: 'down' };
+
+/**
+ * Apply an adapter (or its path) to a loaded model without merging: each targeted layer computes
+ * W x + scale * multiplier * B (A x), the base weights staying in their stored type. Several
+ * adapters may be applied; they add up.
+ */
+export function applyLora(model: LanguageModel, adapter: Adapter | string, multiplier = 1): Adapter {
+  const a = typeof adapter === 'string' ? loadAdapter(adapter) : adapter;
+  if (!(model instanceof GemmaModel)) throw new UsageError('applyLora needs a Gemma model from loadModel');
+  checkAdapter(a, model.config);
+  const r = a.config.rank;
+  const s = a.scale * multiplier;
+  for (const [name, { A, B }] of a.tensors) {
+    const m = /^layers\.(\d+)\.\w+\.(\w+)$/.exec(name)!;
+    const scaled = B.map((v) => v * s);
+    const mat = (data: Float32Array, rows: number, cols: number): WeightMatrix => ({ dtype: 'f32', rows, cols, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+    model.addLora(Number(m[1]), SLOT[m[2] as LoraModule], mat(A, r, A.length / r), mat(scaled, scaled.length / r, r));
+  }
+  return a;
+}
+
+/**
+ * Merge adapters into a checkpoint and write it: a Hugging Face directory (the input's dtypes;
+ * block-quantized inputs as f32) or, for a path ending in .gguf, a GGUF file of `type`.
+ */
+export async function mergeAdapter(modelSpec: string, adapters: ReadonlyArray<string | { path: string; scale?: number }>, out: string, options: { type?: ConvertType } = {}): Promise<void> {
+  const { model } = await loadTrainModel(modelSpec, { backend: 'js', grads: false });
+  for (const spec of adapters) {
+    const { path: p, scale } = typeof spec === 'string' ? parseLoraSpec(spec) : { path: spec.path, scale: spec.scale ?? 1 };
+    mergeIntoParams(model, loadAdapter(p), scale);
+  }
+  if (!out.endsWith('.gguf')) return saveFullModel(model, out);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gemma-merge-'));
+  try {
+    saveFullModel(model, tmp);
+    const stored = [...model.checkpoint.dtypes.values()].find((d) => d !== 'f32') ?? 'f32';
+    const type = options.type ?? ((CONVERT_TYPES as readonly string[]).includes(stored) ? (stored as ConvertType) : 'f16');
+    await convertToGGUF(tmp, out, { type });
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}

@@ -144,7 +144,7 @@ export type AdapterTensors = Map<string, { A: Float32Array; B: Float32Array }>;
  * Freeze the model and add LoRA layers on the targeted modules (initialized from `seed`, or with
  * the given tensors, e.g. a loaded adapter to continue training). Returns the new parameters.
  */
-export function applyLora(model: TrainModel, config: LoraConfig, seed = 0, tensors?: AdapterTensors): Param[] {
+export function addLoraLayers(model: TrainModel, config: LoraConfig, seed = 0, tensors?: AdapterTensors): Param[] {
   checkLoraConfig(config);
   for (const p of model.params) p.grad = undefined;
   const rng = mulberry32(seed);

@@ -151,7 +151,7 @@ export class TrainModel {
   activationBudget = 256 * 1024 * 1024;
   /** Set per training sequence: selects LoRA dropout masks (undefined = no dropout, evaluation). */
   dropoutKey: number | undefined;
-  /** The LoRA configuration once applyLora has run. */
+  /** The LoRA configuration once addLoraLayers has run. */
   lora: { rank: number; alpha: number; dropout: number; rslora: boolean; targets: string[] } | undefined;
   private readonly byName: Map<string, Param>;
   constructor(
