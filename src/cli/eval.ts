@@ -17,13 +17,18 @@ import { BUILTIN_TASK_FILES } from '../eval/builtin.js';
 import { fetchHubSplit } from '../eval/hub.js';
 import { formatPerplexity, perplexityOfIds } from '../eval/perplexity.js';
 import { RemoteLM } from '../eval/remote.js';
+import { formatSxs, humanRatings, judgePairs, summarize, type Judge, type SxsReport } from '../eval/sxs.js';
+import { parseCsv } from '../eval/dataset.js';
+import { Scheduler } from '../generate/scheduler.js';
+import { encodeChat } from '../tokenizer/chat.js';
+import OpenAI from 'openai';
 import type { EvalLM } from '../eval/lm.js';
 import { resolveModelPath } from '../model/load.js';
 import type { LanguageModel } from '../model/types.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { formatMemorization, memorization } from '../eval/memorization.js';
-import { addModelOptions, defaultIO, loadForCli, parseIntFlag, type CliIO, type ModelFlags } from './options.js';
+import { addBackendOptions, defaultIO, loadForCli, parseIntFlag, type CliIO, type ModelFlags } from './options.js';
 
 interface EvalFlags extends ModelFlags {
   tasks?: string;
@@ -38,6 +43,16 @@ interface EvalFlags extends ModelFlags {
   seed?: number;
   bootstrapIters?: number;
   cache?: boolean;
+  // sxs
+  prompts?: string;
+  answersA?: string;
+  answersB?: string;
+  modelA?: string;
+  modelB?: string;
+  judge?: string;
+  judgeModel?: string;
+  ratings?: string;
+  maxTokens?: number;
   baseUrl?: string;
   concurrency?: number;
   apiKey?: string;
@@ -66,7 +81,7 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
   const cmd = program
     .command('eval')
     .description('evaluate a model: lm-evaluation-harness tasks (default), or `eval perplexity` (perplexity / KL divergence)')
-    .argument('[mode]', 'perplexity | memorization (default: harness tasks)')
+    .argument('[mode]', 'perplexity | memorization | sxs (default: harness tasks)')
     .option('--tasks <list>', 'comma-separated task / group / tag names or task YAML files')
     .option('--include-path <dir>', 'directory of extra task YAMLs (repeatable)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--apply-chat-template', "render prompts with the model's chat template")
@@ -91,6 +106,15 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
     })
     .option('--chunks <n>', 'perplexity: score at most N chunks / windows', parseIntFlag(1))
     .option('--json', 'perplexity / memorization: print the report as JSON')
+    .option('--prompts <file>', 'sxs: prompts JSONL ({"prompt"} / {"question"} / {"text"} or strings, optional "id")')
+    .option('--answers-a <file>', 'sxs: answers of model A (JSONL {"answer"} / {"response"} / {"text"} or strings, in prompt order or by "id")')
+    .option('--answers-b <file>', 'sxs: answers of model B')
+    .option('--model-a <model>', 'sxs: generate the answers of A with this gemma-ts model')
+    .option('--model-b <model>', 'sxs: generate the answers of B with this gemma-ts model')
+    .option('--judge <judge>', 'sxs: a gemma-ts model, or the base URL of an OpenAI-compatible endpoint')
+    .option('--judge-model <name>', 'sxs: model name at the judge endpoint (default: the first of /v1/models)')
+    .option('--ratings <csv>', 'sxs: human ratings instead of a judge (columns: winner = A / B / tie, optional id, prompt)')
+    .option('--max-tokens <n>', 'sxs: most tokens per generated answer / judgment (default 512)', parseIntFlag(1))
     .option('--corpus <file>', 'memorization: JSONL ({"text"} or a string per line) or plain text (one document)')
     .option('--prefix <n>', 'memorization: prompt tokens (default 50)', parseIntFlag(1))
     .option('--suffix <n>', 'memorization: tokens to continue and compare (default 50)', parseIntFlag(1))
@@ -99,11 +123,17 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
       if (v !== 'token' && v !== 'char') throw new InvalidArgumentError('expected token or char.');
       return v;
     });
-  addModelOptions(cmd);
+  // --model is not required: `eval sxs` names its models with --model-a / --model-b / --judge.
+  addBackendOptions(cmd.option('-m, --model <model>', 'model directory (Hugging Face layout), .gguf file, or "demo"')).option('--kv-type <type>', 'KV cache element type: f32 or f16', (v: string) => {
+    if (v !== 'f32' && v !== 'f16') throw new InvalidArgumentError('expected f32 or f16.');
+    return v;
+  });
   cmd.action(async (mode: string | undefined, flags: EvalFlags) => {
     if (mode === 'perplexity') return runPerplexity(flags, io);
     if (mode === 'memorization') return runMemorization(flags, io);
-    if (mode !== undefined) throw new UsageError(`unknown eval mode "${mode}" (expected perplexity, memorization, or none for harness tasks)`);
+    if (mode === 'sxs') return runSxs(flags, io);
+    if (!flags.model) throw new UsageError('--model is required');
+    if (mode !== undefined) throw new UsageError(`unknown eval mode "${mode}" (expected perplexity, memorization, sxs, or none for harness tasks)`);
     if (!flags.tasks) throw new UsageError('--tasks is required (names or YAML files, comma-separated)');
     if (!flags.outputPath) throw new UsageError('--output-path DIR is required');
     const specs = flags.tasks.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -165,6 +195,7 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
 }
 
 async function runPerplexity(flags: EvalFlags, io: CliIO): Promise<void> {
+  if (!flags.model) throw new UsageError('eval perplexity needs --model');
   if (!flags.data) throw new UsageError('eval perplexity needs --data FILE (a text corpus)');
   if (!fs.existsSync(flags.data)) throw new UsageError(`no such file: ${flags.data}`);
   const text = fs.readFileSync(flags.data, 'utf8');
@@ -222,6 +253,7 @@ function readCorpus(file: string): string[] {
 }
 
 async function runMemorization(flags: EvalFlags, io: CliIO): Promise<void> {
+  if (!flags.model) throw new UsageError('eval memorization needs --model');
   if (!flags.corpus) throw new UsageError('eval memorization needs --corpus FILE');
   if (!fs.existsSync(flags.corpus)) throw new UsageError(`no such file: ${flags.corpus}`);
   const docs = readCorpus(flags.corpus);
@@ -238,5 +270,110 @@ async function runMemorization(flags: EvalFlags, io: CliIO): Promise<void> {
   if (flags.outputPath) {
     fs.mkdirSync(flags.outputPath, { recursive: true });
     fs.writeFileSync(path.join(flags.outputPath, 'memorization.json'), JSON.stringify(report, null, 2) + '\n');
+  }
+}
+
+/** Records of a JSONL file: strings, or objects with one of `keys`. */
+function readJsonlTexts(file: string, keys: string[]): Array<{ id: string; text: string }> {
+  if (!fs.existsSync(file)) throw new UsageError(`no such file: ${file}`);
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l, i) => {
+      let v: unknown;
+      try {
+        v = JSON.parse(l);
+      } catch {
+        throw new UsageError(`${file}:${i + 1}: not JSON`);
+      }
+      if (typeof v === 'string') return { id: String(i), text: v };
+      const o = v as Record<string, unknown>;
+      const key = keys.find((k) => typeof o[k] === 'string');
+      if (!key) throw new UsageError(`${file}:${i + 1}: expected a string or an object with ${keys.join(' / ')}`);
+      return { id: o.id !== undefined ? String(o.id) : String(i), text: o[key] as string };
+    });
+}
+
+/** A gemma-ts model as a chat responder (greedy): (system, user) -> text. */
+async function modelResponder(spec: string, flags: EvalFlags, io: CliIO): Promise<{ respond: Judge; dispose(): void }> {
+  const loaded = await loadForCli({ ...flags, model: spec }, io);
+  const tokenizer = loaded.tokenizer;
+  if (!tokenizer) throw new UsageError(`${spec} has no tokenizer`);
+  const scheduler = new Scheduler(loaded.model, tokenizer, { parallel: 4, maxQueue: 1 << 20, contextSize: Math.min(loaded.model.config.maxPositionEmbeddings, 8192) });
+  const maxTokens = flags.maxTokens ?? 512;
+  return {
+    respond: async (system, user) => {
+      const messages = system ? [{ role: 'system', content: system }, { role: 'user', content: user }] : [{ role: 'user', content: user }];
+      const promptIds = encodeChat(tokenizer, messages, { addGenerationPrompt: true });
+      const r = await scheduler.submit({ promptIds, maxTokens: Math.min(maxTokens, scheduler.contextSize - promptIds.length), temperature: 0 });
+      return r.text;
+    },
+    dispose: () => {
+      scheduler.close();
+      loaded.model.dispose();
+    },
+  };
+}
+
+/** An OpenAI-compatible endpoint as a judge (temperature 0). */
+function endpointJudge(baseUrl: string, model: string | undefined, apiKey: string | undefined, maxTokens: number): Judge {
+  const client = new OpenAI({ baseURL: baseUrl.replace(/\/+$/, '').replace(/(\/v1)?$/, '/v1'), apiKey: apiKey ?? process.env.OPENAI_API_KEY ?? 'unused', maxRetries: 3 });
+  let name = model;
+  return async (system, user) => {
+    name ??= (await client.models.list()).data[0]?.id;
+    if (!name) throw new UsageError('the judge endpoint lists no model; pass --judge-model');
+    const r = await client.chat.completions.create({ model: name, temperature: 0, max_tokens: maxTokens, messages: [{ role: 'system', content: system }, { role: 'user', content: user }] });
+    return r.choices[0]?.message?.content ?? '';
+  };
+}
+
+async function runSxs(flags: EvalFlags, io: CliIO): Promise<void> {
+  let report: SxsReport;
+  if (flags.ratings) {
+    if (!fs.existsSync(flags.ratings)) throw new UsageError(`no such file: ${flags.ratings}`);
+    report = summarize(humanRatings(fs.readFileSync(flags.ratings, 'utf8'), parseCsv), { ...(flags.seed !== undefined ? { seed: flags.seed } : {}) });
+  } else {
+    if (!flags.prompts) throw new UsageError('eval sxs needs --prompts FILE (or --ratings CSV)');
+    if (!flags.judge) throw new UsageError('eval sxs needs --judge (a gemma-ts model or an OpenAI-compatible URL)');
+    if (!!flags.answersA === !!flags.modelA) throw new UsageError('give exactly one of --answers-a FILE and --model-a MODEL');
+    if (!!flags.answersB === !!flags.modelB) throw new UsageError('give exactly one of --answers-b FILE and --model-b MODEL');
+    const prompts = readJsonlTexts(flags.prompts, ['prompt', 'question', 'text']);
+    const answers = async (file: string | undefined, model: string | undefined): Promise<string[]> => {
+      if (file) {
+        const list = readJsonlTexts(file, ['answer', 'response', 'text', 'output']);
+        const byId = new Map(list.map((a) => [a.id, a.text]));
+        return prompts.map((p, i) => {
+          const a = byId.get(p.id) ?? list[i]?.text;
+          if (a === undefined) throw new UsageError(`${file}: no answer for prompt ${p.id}`);
+          return a;
+        });
+      }
+      const r = await modelResponder(model!, flags, io);
+      try {
+        return await Promise.all(prompts.map((p) => r.respond('', p.text)));
+      } finally {
+        r.dispose();
+      }
+    };
+    const a = await answers(flags.answersA, flags.modelA);
+    const b = await answers(flags.answersB, flags.modelB);
+    const maxTokens = flags.maxTokens ?? 512;
+    const local = /^https?:\/\//.test(flags.judge) ? undefined : await modelResponder(flags.judge, flags, io);
+    const judge = local ? local.respond : endpointJudge(flags.judge, flags.judgeModel, flags.apiKey, maxTokens);
+    try {
+      report = await judgePairs(
+        prompts.map((p, i) => ({ id: p.id, prompt: p.text, answerA: a[i]!, answerB: b[i]! })),
+        judge,
+        { concurrency: flags.concurrency ?? 4, ...(flags.seed !== undefined ? { seed: flags.seed } : {}) },
+      );
+    } finally {
+      local?.dispose();
+    }
+  }
+  io.stdout.write(flags.json ? JSON.stringify(report) + '\n' : formatSxs(report));
+  if (flags.outputPath) {
+    fs.mkdirSync(flags.outputPath, { recursive: true });
+    fs.writeFileSync(path.join(flags.outputPath, 'sxs.json'), JSON.stringify(report, null, 2) + '\n');
   }
 }
