@@ -452,6 +452,8 @@ test('unsupported constructs and malformed keywords are UsageErrors naming them'
     [{ type: 'string', format: 'uri' }, /the format "uri" is not supported \(supported: date, time, date-time, uuid, email, ipv4; any other only next to a "pattern"/],
     [{ type: 'string', minLength: 3, maxLength: 2 }, /"minLength" is larger than "maxLength"/],
     [{ type: 'string', minLength: -1 }, /"minLength" must be an integer >= 0/],
+    [{ type: 'string', maxLength: 2 ** 40 }, /"maxLength" above 1073741824 is not supported/],
+    [{ type: 'integer', multipleOf: 1e300 }, /"multipleOf" above 9007199254740991 is not supported/],
     [{ type: 'string', pattern: '^\\d+$', format: 'email' }, /no string satisfies "pattern" "\^\\\\d\+\$" with "format" "email"/],
     [{ type: 'integer', minimum: 5, maximum: 4 }, /no integer within the bounds exists/],
     [{ type: 'integer', minimum: 1.2, maximum: 1.8 }, /no integer within the bounds exists/],

@@ -74,6 +74,8 @@ const MAX_RULES = 200_000;
 /** Schemas nested (or chained through $refs) deeper than this are refused: the compiler recurses. */
 const MAX_SCHEMA_DEPTH = 128;
 const MAX_ITEMS_BOUND = 4096;
+/** Largest minLength / maxLength honoured (the length machine's state counts characters). */
+const MAX_LENGTH_BOUND = 1 << 30;
 const MAX_WS_INDENT = 20;
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -313,6 +315,7 @@ class SchemaCompiler {
       const v = schema[k];
       if (v === undefined) return fallback;
       if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) fail(path, `"${k}" must be an integer >= 0`);
+      if (v > MAX_LENGTH_BOUND) fail(path, `"${k}" above ${MAX_LENGTH_BOUND} is not supported`);
       return v;
     };
     const min = length('minLength', 0);
@@ -378,6 +381,7 @@ class SchemaCompiler {
       const m = schema.multipleOf;
       if (typeof m !== 'number' || !(m > 0) || !Number.isFinite(m)) fail(path, '"multipleOf" must be a number > 0');
       if (!Number.isInteger(m)) fail(path, `"multipleOf" ${m} is not supported: only integer values are (the value is then an integer)`);
+      if (m > Number.MAX_SAFE_INTEGER) fail(path, `"multipleOf" above ${Number.MAX_SAFE_INTEGER} is not supported`);
       multiple = m;
       // Multiples are integers (and stay exact below 2^53 when the text is parsed as a double).
       integer = true;

@@ -41,6 +41,8 @@ export class TooComplexError extends Error {}
 
 // ------------------------------------------------------------ UTF-8 and JSON-string encodings
 
+const utf8 = new TextEncoder();
+
 /** Byte-range sequences whose concatenations are exactly the UTF-8 encodings of [lo, hi] (no surrogates inside). */
 export function utf8Sequences(lo: number, hi: number): Array<Array<[number, number]>> {
   const out: Array<Array<[number, number]>> = [];
@@ -74,8 +76,8 @@ export function utf8Sequences(lo: number, hi: number): Array<Array<[number, numb
         }
       }
     }
-    const ea = Buffer.from(String.fromCodePoint(a), 'utf8');
-    const eb = Buffer.from(String.fromCodePoint(b), 'utf8');
+    const ea = utf8.encode(String.fromCodePoint(a));
+    const eb = utf8.encode(String.fromCodePoint(b));
     out.push([...ea].map((x, k) => [x, eb[k]!] as [number, number]));
   };
   go(lo, hi);
