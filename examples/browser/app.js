@@ -1,8 +1,7 @@
 // Runs a Gemma model in this tab with the web build of gemma-ts (no server inference): pick a
 // model (a URL or local files; the demo by default), load it with progress, chat with streaming.
+// The model lives in a module worker (worker.js) so the page stays responsive while it computes.
 // `gemma serve` serves this page at /local/ with the bundle as ./gemma-ts.js.
-import { ChatSession, loadModel } from './gemma-ts.js';
-
 const $ = (id) => document.getElementById(id);
 const ui = {
   status: $('status'), stats: $('stats'), messages: $('messages'), input: $('input'), send: $('send'), stop: $('stop'), clear: $('clear'),
@@ -11,11 +10,35 @@ const ui = {
 
 const params = new URLSearchParams(location.search);
 if (params.get('model')) ui.url.value = params.get('model');
+if ('gpu' in navigator) ui.backend.add(new Option('WebGPU', 'webgpu'), 0);
 if (params.get('backend')) ui.backend.value = params.get('backend');
 
-let loaded;
-let session;
-let abort;
+const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+/** The handler of the request in flight (load or send): gets every message until it returns true. */
+let pending;
+worker.onmessage = ({ data }) => {
+  if (pending?.(data)) pending = undefined;
+};
+worker.onerror = (e) => showError(e.message ?? 'the model worker failed to start');
+
+/** Post a request and feed its messages to `onMessage` until it says the request is over. */
+function request(message, onMessage) {
+  return new Promise((resolve, reject) => {
+    pending = (data) => {
+      if (data.type === 'error') {
+        reject(new Error(data.message));
+        return true;
+      }
+      const over = onMessage(data);
+      if (over) resolve(data);
+      return over;
+    };
+    worker.postMessage(message);
+  });
+}
+
+let ready = false;
+let busy = false;
 
 function showError(e) {
   ui.error.textContent = e ? String(e.message ?? e) : '';
@@ -32,37 +55,29 @@ function fmtBytes(n) {
 async function load() {
   showError();
   setChatEnabled(false);
+  ready = false;
   ui.load.disabled = true;
-  session?.dispose();
-  loaded?.model.dispose();
-  loaded = session = undefined;
   ui.messages.textContent = '';
   ui.notices.textContent = '';
   const files = ui.files.files;
-  const input = files && files.length > 0 ? files : ui.url.value.trim();
+  const input = files && files.length > 0 ? [...files] : new URL(ui.url.value.trim(), location.href).href;
   const t0 = performance.now();
-  let network = 0;
   const downloaded = new Map();
   try {
     ui.status.textContent = 'loading…';
-    loaded = await loadModel(input, {
-      backend: ui.backend.value,
-      onDownloadProgress: (p) => {
-        downloaded.set(p.url, p.loadedBytes);
-        network = [...downloaded.values()].reduce((a, b) => a + b, 0);
-        ui.status.textContent = `downloading ${p.url.split('/').pop()}: ${fmtBytes(p.loadedBytes)} / ${fmtBytes(p.totalBytes)}${p.fromCache ? ' (cached)' : ''}`;
-      },
-      onProgress: (done, total) => {
-        ui.progress.value = total ? done / total : 0;
-      },
+    const info = await request({ type: 'load', input, backend: ui.backend.value, system: $('system').value.trim() }, (m) => {
+      if (m.type === 'download') {
+        downloaded.set(m.url, m.loadedBytes);
+        ui.status.textContent = `downloading ${m.url.split('/').pop()}: ${fmtBytes(m.loadedBytes)} / ${fmtBytes(m.totalBytes)}${m.fromCache ? ' (cached)' : ''}`;
+      } else if (m.type === 'progress') ui.progress.value = m.total ? m.done / m.total : 0;
+      return m.type === 'loaded';
     });
-    if (!loaded.tokenizer) throw new Error('this checkpoint has no tokenizer: the page needs one to chat');
     ui.progress.value = 1;
+    const network = [...downloaded.values()].reduce((a, b) => a + b, 0);
     const secs = (performance.now() - t0) / 1000;
-    const backend = loaded.model.backend;
-    ui.status.textContent = `${loaded.path.split('/').filter(Boolean).pop() ?? 'model'} · ${loaded.config.numLayers} layers · ${fmtBytes(loaded.weightBytes)} · ${backend.name}${backend.threads ? ` × ${backend.threads} threads` : ''} · loaded in ${secs.toFixed(1)} s (${network ? fmtBytes(network) + ' from the network' : 'no network bytes'})`;
-    ui.notices.textContent = loaded.notices.join('\n');
-    newSession();
+    ui.status.textContent = `${info.name} · ${info.layers} layers · ${fmtBytes(info.weightBytes)} · ${info.backend}${info.threads ? ` × ${info.threads} threads` : ''} · loaded in ${secs.toFixed(1)} s (${network ? fmtBytes(network) + ' from the network' : 'no network bytes'})`;
+    ui.notices.textContent = info.notices.join('\n');
+    ready = true;
     setChatEnabled(true);
     ui.input.focus();
   } catch (e) {
@@ -74,10 +89,8 @@ async function load() {
 }
 
 function newSession() {
-  session?.dispose();
   ui.messages.textContent = '';
-  const system = $('system').value.trim();
-  session = new ChatSession(loaded.model, loaded.tokenizer, system ? { system } : {});
+  worker.postMessage({ type: 'reset', system: $('system').value.trim() });
 }
 
 function addMessage(role, text) {
@@ -99,28 +112,31 @@ function sampling() {
 
 async function send() {
   const text = ui.input.value.trim();
-  if (!text || !session || abort) return;
+  if (!text || !ready || busy) return;
   showError();
   ui.input.value = '';
   addMessage('user', text);
   const reply = addMessage('assistant', '');
   const body = reply.querySelector('.text');
-  abort = new AbortController();
+  busy = true;
   ui.send.disabled = true;
   ui.stop.disabled = false;
   let tokens = 0;
   let first;
   const t0 = performance.now();
   try {
-    for await (const chunk of session.send(text, { ...sampling(), signal: abort.signal })) {
-      if (chunk.id >= 0) {
-        tokens++;
-        first ??= performance.now();
+    await request({ type: 'send', text, options: sampling() }, (m) => {
+      if (m.type === 'token') {
+        if (m.id >= 0) {
+          tokens++;
+          first ??= performance.now();
+        }
+        body.textContent += m.text;
+        const secs = (performance.now() - (first ?? t0)) / 1000;
+        if (tokens > 1 && secs > 0) ui.stats.textContent = `${((tokens - 1) / secs).toFixed(1)} tokens/s`;
       }
-      body.textContent += chunk.text;
-      const secs = (performance.now() - (first ?? t0)) / 1000;
-      if (tokens > 1 && secs > 0) ui.stats.textContent = `${((tokens - 1) / secs).toFixed(1)} tokens/s`;
-    }
+      return m.type === 'done';
+    });
     const decodeSecs = (performance.now() - (first ?? t0)) / 1000;
     const rate = tokens > 1 && decodeSecs > 0 ? (tokens - 1) / decodeSecs : 0;
     const meta = document.createElement('div');
@@ -131,7 +147,7 @@ async function send() {
   } catch (e) {
     showError(e);
   } finally {
-    abort = undefined;
+    busy = false;
     ui.send.disabled = false;
     ui.stop.disabled = true;
   }
@@ -148,7 +164,7 @@ ui.input.addEventListener('keydown', (e) => {
     void send();
   }
 });
-ui.stop.addEventListener('click', () => abort?.abort());
+ui.stop.addEventListener('click', () => worker.postMessage({ type: 'stop' }));
 ui.clear.addEventListener('click', () => newSession());
 
 // The demo model (or ?model=URL) loads at once; ?autoload=0 waits for the Load button.

@@ -35,6 +35,7 @@ function localFiles(): Map<string, string> {
     ['/local/', path.join(root, 'examples', 'browser', 'index.html')],
     ['/local/index.html', path.join(root, 'examples', 'browser', 'index.html')],
     ['/local/app.js', path.join(root, 'examples', 'browser', 'app.js')],
+    ['/local/worker.js', path.join(root, 'examples', 'browser', 'worker.js')],
     ['/local/style.css', path.join(root, 'examples', 'browser', 'style.css')],
     ['/local/gemma-ts.js', path.join(root, 'dist', 'web', 'index.js')],
     ['/local/gemma-ts.js.map', path.join(root, 'dist', 'web', 'index.js.map')],
