@@ -11,6 +11,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { builtinModules } from 'node:module';
 import { promisify } from 'node:util';
 import { repoRoot } from './helpers/paths.js';
 import { NODE_RUNTIMES } from './runtime-util.js';
@@ -175,4 +176,26 @@ test('install: npx gemma run --model demo, gemma --version, and the installed CL
   const r24 = await exec(node24.bin, [bin, 'run', '--model', 'demo', '-n', '6', '-t', '0', '--json', 'Hello'], { cwd: project, timeout: 120_000 });
   assert.deepEqual(JSON.parse(r24.stdout), out, 'Node 24 generates the same greedy ids as this Node');
   assert.equal(r24.stderr, '', 'no V8 flag warnings on Node 24');
+});
+
+test('every package the shipped code imports is a production dependency', () => {
+  const deps = new Set(Object.keys((JSON.parse(fs.readFileSync(path.join(repoRoot(), 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies));
+  const missing: string[] = [];
+  const walk = (dir: string): void => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.js')) {
+        // Runtime imports only (type imports are gone from the .js files); gemma-ts:* are the web bundler's virtual modules.
+        for (const m of fs.readFileSync(p, 'utf8').matchAll(/(?:\bfrom|\bimport\(?)\s*['"]([^'".][^'"]*)['"]/g)) {
+          const spec = m[1]!;
+          const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+          if (spec.startsWith('node:') || builtinModules.includes(name) || deps.has(name) || name === 'gemma-ts' || spec.startsWith('gemma-ts:')) continue;
+          missing.push(`${path.relative(repoRoot(), p)} imports ${spec}`);
+        }
+      }
+    }
+  };
+  walk(path.join(repoRoot(), 'dist', 'src'));
+  assert.deepEqual(missing, []);
 });
