@@ -12,7 +12,8 @@ import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError, type Command } from 'commander';
 import { UsageError } from '../errors.js';
-import { evaluate, formatTable } from '../eval/evaluate.js';
+import { evaluate, formatTable, type EvalResults } from '../eval/evaluate.js';
+import { renderReport } from '../eval/report.js';
 import { BUILTIN_TASK_FILES } from '../eval/builtin.js';
 import { fetchHubSplit } from '../eval/hub.js';
 import { formatPerplexity, perplexityOfIds } from '../eval/perplexity.js';
@@ -43,6 +44,8 @@ interface EvalFlags extends ModelFlags {
   seed?: number;
   bootstrapIters?: number;
   cache?: boolean;
+  report?: string;
+  compare?: string[];
   // sxs
   prompts?: string;
   answersA?: string;
@@ -94,6 +97,8 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
     .option('--seed <n>', 'seed of sampled generations (default 0)', parseIntFlag(0))
     .option('--bootstrap-iters <n>', 'bootstrap resamples for non-mean stderrs (default 100000; 0 = none)', parseIntFlag(0))
     .option('--no-cache', 'ignore and do not write the request cache')
+    .option('--report <file>', 'also write a self-contained HTML report with charts (any mode)')
+    .option('--compare <results.json>', 'with --report: results of other models to chart against (repeatable)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--base-url <url>', 'evaluate the model an OpenAI-compatible server serves (gemma serve, vLLM ...); --model then names the tokenizer')
     .option('--concurrency <n>', 'with --base-url: requests in flight (default 4)', parseIntFlag(1, 1024))
     .option('--api-key <key>', 'with --base-url: bearer token (default $OPENAI_API_KEY)')
@@ -187,6 +192,14 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
       fs.writeFileSync(path.join(out, `samples_${task}.jsonl`), records.map((r) => JSON.stringify(r)).join('\n') + (records.length ? '\n' : ''));
     }
     if (Object.keys(results.results).length) io.stdout.write(formatTable(results));
+    if (flags.report) {
+      const all: Record<string, EvalResults> = { [flags.model]: json as EvalResults };
+      for (const f of flags.compare ?? []) {
+        const other = JSON.parse(fs.readFileSync(f, 'utf8')) as EvalResults;
+        all[String(other.config?.model ?? f)] = other;
+      }
+      fs.writeFileSync(flags.report, await renderReport({ results: all }));
+    }
     if (results.errors?.length) {
       // Partial results are written above; the failures make the command fail.
       throw new UsageError(results.errors.join('\nerror: '));
@@ -222,6 +235,7 @@ async function runPerplexity(flags: EvalFlags, io: CliIO): Promise<void> {
     });
     bar?.stop();
     io.stdout.write(flags.json ? JSON.stringify(report) + '\n' : formatPerplexity(report));
+    if (flags.report) fs.writeFileSync(flags.report, await renderReport({ perplexity: report, title: `Perplexity of ${flags.model}` }));
     if (flags.outputPath) {
       fs.mkdirSync(flags.outputPath, { recursive: true });
       fs.writeFileSync(path.join(flags.outputPath, 'perplexity.json'), JSON.stringify(report, null, 2) + '\n');
@@ -372,6 +386,7 @@ async function runSxs(flags: EvalFlags, io: CliIO): Promise<void> {
     }
   }
   io.stdout.write(flags.json ? JSON.stringify(report) + '\n' : formatSxs(report));
+  if (flags.report) fs.writeFileSync(flags.report, await renderReport({ sxs: report, title: 'Side by side' }));
   if (flags.outputPath) {
     fs.mkdirSync(flags.outputPath, { recursive: true });
     fs.writeFileSync(path.join(flags.outputPath, 'sxs.json'), JSON.stringify(report, null, 2) + '\n');

@@ -24,3 +24,5 @@ export type { RemoteLMOptions } from './remote.js';
 export { encodePair, encodeText, rollingWindows } from './lm.js';
 export { judgePairs, summarize as summarizeSxs, parseVerdict, combineOrders, humanRatings, pairV2Prompt, PAIR_V2_SYSTEM, formatSxs } from './sxs.js';
 export type { SxsReport, SxsItem, Verdict, Judge } from './sxs.js';
+export { renderReport } from './report.js';
+export type { ReportInput } from './report.js';
