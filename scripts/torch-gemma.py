@@ -91,7 +91,7 @@ def rope(x, theta, scaling):
     half = hd // 2
     inv = 1.0 / (theta ** (torch.arange(0, half, dtype=torch.float64) * 2 / hd))
     ang = (torch.arange(n, dtype=torch.float64) / scaling)[:, None] * inv[None, :]
-    cos, sin = torch.cos(ang)[:, None, :], torch.sin(ang)[:, None, :]
+    cos, sin = torch.cos(ang)[:, None, :].to(x.dtype), torch.sin(ang)[:, None, :].to(x.dtype)
     x0, x1 = x[..., :half], x[..., half:]
     return torch.cat([x0 * cos - x1 * sin, x1 * cos + x0 * sin], dim=-1)
 
@@ -204,7 +204,10 @@ def load(model_dir):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["grads", "adamw", "lora-logits", "lora-grads", "peft-random"])
+    ap.add_argument("mode", choices=["grads", "adamw", "lora-logits", "lora-grads", "peft-random", "bench"])
+    ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--lora-rank", type=int, default=0)
     ap.add_argument("--out")
     ap.add_argument("--rank", type=int, default=4)
     ap.add_argument("--alpha", type=float, default=8)
@@ -219,6 +222,36 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.0)
     a = ap.parse_args()
+    if a.mode == "bench":
+        # forward + backward tokens/s and peak RSS, float32 (what a PyTorch user would run on a CPU)
+        import resource
+        import time
+        torch.set_default_dtype(torch.float32)
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        c, P, prefix = load(a.model)
+        P = {k: v.float() for k, v in P.items()}
+        lora = None
+        if a.lora_rank:
+            lora = {}
+            for k, v in P.items():
+                if v.dim() == 2 and "embed" not in k:
+                    A = (torch.rand(a.lora_rank, v.shape[1]) - 0.5) * 0.02
+                    B = torch.zeros(v.shape[0], a.lora_rank)
+                    lora[k] = (A.requires_grad_(True), B.requires_grad_(True), 2.0)
+        else:
+            for t in P.values():
+                t.requires_grad_(True)
+        ids = [int(x) % P[prefix + "embed_tokens.weight"].shape[0] for x in range(7, 7 + 13 * a.seq, 13)]
+        times = []
+        for _ in range(a.steps):
+            t0 = time.perf_counter()
+            loss = loss_of(c, P, prefix, ids, lora)
+            loss.backward()
+            times.append(time.perf_counter() - t0)
+        best = min(times)
+        json.dump({"tokens_per_s": a.seq / best, "step_s": best, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, sys.stdout)
+        return
     c, P, prefix = load(a.model)
     if a.mode == "grads":
         ids = [int(s) for s in a.ids.split(",")]

@@ -1,0 +1,131 @@
+/**
+ * `npm run bench:train`: forward + backward tokens/s and peak RSS of training, gemma-ts against
+ * PyTorch on the CPU (Debian's python3-torch, float32, same thread count), alternating in one run,
+ * each measurement in its own process (peak RSS per engine):
+ *   (a) full fine-tuning of a ~100M-parameter Gemma-3-shaped model in f32;
+ *   (b) LoRA rank 8, all-linear, on gemma-2b shapes with Q4_0 and Q8_0 base weights (PyTorch: f32 base).
+ * Random weights, sequence 256, batch 1. Flags: --case a|b|all, --layers N (fewer layers for a
+ * quick run), --seq N, --steps N (best of), --threads N, --rounds N.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { quantizeModel } from '../src/formats/convert.js';
+import { writeSafetensors } from '../src/formats/safetensors.js';
+import { sequenceForwardBackward } from '../src/train/backward.js';
+import { loadTrainModel } from '../src/train/checkpoint-io.js';
+import { addLoraLayers, ALL_LINEAR } from '../src/train/lora.js';
+import { tensorLayout } from '../src/train/params.js';
+import { normalizeHfConfig } from '../src/config/model-config.js';
+import { mulberry32 } from '../src/util/mulberry32.js';
+import { packageRoot } from '../src/util/package-root.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1]! : def;
+};
+
+interface Result {
+  tokens_per_s: number;
+  step_s: number;
+  peak_rss_mb: number;
+}
+
+// ------------------------------------------------------------------ worker: one engine, one case
+if (flag('worker', '') === 'ours') {
+  const dir = flag('model', '');
+  const seq = Number(flag('seq', '256')), steps = Number(flag('steps', '2')), rank = Number(flag('lora-rank', '0'));
+  const { model } = await loadTrainModel(dir, { trainable: rank === 0 });
+  if (rank) addLoraLayers(model, { rank, alpha: 16, dropout: 0, rslora: false, targets: [...ALL_LINEAR] });
+  const V = model.config.vocabSize;
+  const ids = Array.from({ length: seq }, (_, i) => (7 + 13 * i) % V);
+  let best = Infinity;
+  for (let s = 0; s < steps; s++) {
+    model.zeroGrad();
+    const t0 = performance.now();
+    sequenceForwardBackward(model, { ids }, 1 / (seq - 1));
+    best = Math.min(best, (performance.now() - t0) / 1000);
+  }
+  const r: Result = { tokens_per_s: seq / best, step_s: best, peak_rss_mb: process.resourceUsage().maxRSS / 1024 };
+  process.stdout.write(JSON.stringify(r));
+  process.exit(0);
+}
+
+// ------------------------------------------------------------------ driver
+const seq = flag('seq', '256'), steps = flag('steps', '2'), rounds = Number(flag('rounds', '2'));
+const threads = flag('threads', '1');
+const which = flag('case', 'all');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gemma-bench-train-'));
+
+function writeModel(name: string, cfg: Record<string, unknown>): string {
+  const dir = path.join(tmp, name);
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+  const { config } = normalizeHfConfig(cfg);
+  const rnd = mulberry32(1);
+  const tensors = tensorLayout(config).map(({ name: n, shape, kind }) => {
+    const v = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    const scale = kind === 'norm' ? 0.1 : 0.02;
+    for (let i = 0; i < v.length; i++) v[i] = (rnd() - 0.5) * 2 * scale;
+    return { name: 'model.' + n, dtype: 'f32' as const, shape, data: new Uint8Array(v.buffer) };
+  });
+  writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+  return dir;
+}
+
+function runOurs(model: string, rank: number): Result {
+  const out = execFileSync(process.execPath, [process.argv[1]!, '--worker', 'ours', '--model', model, '--seq', seq, '--steps', steps, '--lora-rank', String(rank)], {
+    env: { ...process.env }, maxBuffer: 1 << 20,
+  });
+  return JSON.parse(out.toString()) as Result;
+}
+function runTorch(model: string, rank: number): Result {
+  const out = execFileSync('/usr/bin/python3', [path.join(packageRoot(), 'scripts', 'torch-gemma.py'), 'bench', '--model', model, '--seq', seq, '--steps', steps, '--threads', threads, '--lora-rank', String(rank)], { maxBuffer: 1 << 20 });
+  return JSON.parse(out.toString()) as Result;
+}
+
+const gemma3Small = (layers: number) => ({
+  model_type: 'gemma3_text', vocab_size: 32768, hidden_size: 640, intermediate_size: 2048, num_hidden_layers: layers,
+  num_attention_heads: 4, num_key_value_heads: 1, head_dim: 256, query_pre_attn_scalar: 256, sliding_window: 512,
+  rope_theta: 1000000, rope_local_base_freq: 10000, max_position_embeddings: 4096,
+});
+const gemma2b = (layers: number) => ({
+  model_type: 'gemma', vocab_size: 256000, hidden_size: 2048, intermediate_size: 16384, num_hidden_layers: layers,
+  num_attention_heads: 8, num_key_value_heads: 1, head_dim: 256, max_position_embeddings: 8192,
+});
+
+function report(label: string, ours: Result[], torch: Result[]): void {
+  const best = (rs: Result[]) => rs.reduce((a, r) => (r.tokens_per_s > a.tokens_per_s ? r : a));
+  const o = best(ours), t = best(torch);
+  console.log(`${label}: gemma-ts ${o.tokens_per_s.toFixed(1)} tok/s, peak RSS ${o.peak_rss_mb.toFixed(0)} MB | PyTorch ${t.tokens_per_s.toFixed(1)} tok/s, ${t.peak_rss_mb.toFixed(0)} MB | speed ${(o.tokens_per_s / t.tokens_per_s).toFixed(2)}x, memory ${(o.peak_rss_mb / t.peak_rss_mb).toFixed(2)}x`);
+}
+
+try {
+  console.log(`bench:train  seq ${seq}, batch 1, best of ${steps} steps, ${rounds} alternating rounds, PyTorch threads ${threads} (gemma-ts kernels: 1 thread)`);
+  if (which === 'a' || which === 'all') {
+    const dir = writeModel('a', gemma3Small(Number(flag('layers', '14'))));
+    const ours: Result[] = [], torch: Result[] = [];
+    for (let r = 0; r < rounds; r++) {
+      ours.push(runOurs(dir, 0));
+      torch.push(runTorch(dir, 0));
+    }
+    report('(a) full fine-tuning, ~100M Gemma-3-shaped f32', ours, torch);
+  }
+  if (which === 'b' || which === 'all') {
+    const dir = writeModel('b', gemma2b(Number(flag('layers', '18'))));
+    for (const type of ['q4_0', 'q8_0'] as const) {
+      const gguf = path.join(tmp, `b.${type}.gguf`);
+      await quantizeModel(dir, gguf, { type });
+      const ours: Result[] = [], torch: Result[] = [];
+      for (let r = 0; r < rounds; r++) {
+        ours.push(runOurs(gguf, 8));
+        torch.push(runTorch(dir, 8));
+      }
+      report(`(b) LoRA r8 all-linear, gemma-2b shapes, ${type} base (PyTorch f32 base)`, ours, torch);
+    }
+  }
+} finally {
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
