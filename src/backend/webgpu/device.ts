@@ -1,4 +1,4 @@
-/// <reference types="@webgpu/types" />
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * Getting a GPUDevice: the browser's navigator.gpu, or in Node the `webgpu` npm package (Dawn).
  * In Node the Dawn backends are tried in order - Vulkan first, then OpenGL ES (which on a

@@ -1,4 +1,4 @@
-/// <reference types="@webgpu/types" />
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * The WebGPU backend: a TensorBackend whose tensors are ranges of GPU buffers. Operations are
  * encoded into one command encoder and submitted together; `read` submits, copies the tensor
