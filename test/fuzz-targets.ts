@@ -362,7 +362,12 @@ function httpTarget(): FuzzTarget {
       }
       if (typeof v !== 'object' || v === null) v = { body: v };
       const url = typeof v.url === 'string' && HTTP_URLS.includes(v.url) ? v.url : HTTP_URLS[0]!;
-      const payload = typeof v.raw === 'string' ? v.raw : JSON.stringify(v.body ?? null);
+      let payload: string;
+      try {
+        payload = typeof v.raw === 'string' ? v.raw : JSON.stringify(v.body ?? null);
+      } catch {
+        payload = new TextDecoder().decode(input); // a body nested past JSON.stringify's stack: send it as it came
+      }
       const contentType = typeof v.contentType === 'string' && v.contentType.length < 100 ? v.contentType : 'application/json';
       const r = await (await app()).inject({ method: 'POST', url, headers: { 'content-type': contentType }, payload });
       if (r.statusCode >= 500) throw new Error(`HTTP ${r.statusCode}: ${r.body.slice(0, 300)}`);

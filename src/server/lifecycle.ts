@@ -15,6 +15,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { prebuildTokenTable, type TablePrebuild } from '../generate/constraint/vocab.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { UnavailableError } from './app.js';
+import { EventLoopDelay } from './event-loop.js';
 import type { ModelPool } from './model-pool.js';
 
 export type ServerState = 'starting' | 'ready' | 'draining' | 'closed' | 'failed';
@@ -22,7 +23,7 @@ export type ServerState = 'starting' | 'ready' | 'draining' | 'closed' | 'failed
 /** Routes that answer whatever the state (probes and scrapes must see a draining server). */
 const ALWAYS_OPEN: ReadonlySet<string> = new Set(['/health', '/health/live', '/metrics']);
 /** Routes that need no model: open while the model loads. */
-const OPEN_WHILE_STARTING: ReadonlySet<string> = new Set([...ALWAYS_OPEN, '/', '/index.html', '/app.js', '/style.css']);
+const OPEN_WHILE_STARTING: ReadonlySet<string> = new Set([...ALWAYS_OPEN, '/', '/index.html', '/app.js', '/style.css', '/local', '/local/*']);
 
 /** Seconds a client should wait before retrying a server that is loading or draining. */
 const LOADING_RETRY_SECONDS = 5;
@@ -41,6 +42,8 @@ export class Lifecycle {
   private idleWaiters: Array<() => void> = [];
   private listening = false;
   private readonly prebuilds: TablePrebuild[] = [];
+  /** Sampled while listening (/metrics). */
+  readonly eventLoop = new EventLoopDelay();
 
   constructor(
     private readonly app: FastifyInstance,
@@ -96,6 +99,7 @@ export class Lifecycle {
   /** Listen; resolves to the base URL (http://host:port). */
   async listen({ port = 8080, host = '127.0.0.1' }: { port?: number; host?: string } = {}): Promise<string> {
     await this.app.listen({ port, host });
+    this.eventLoop.start();
     if (!this.listening) {
       this.listening = true;
       for (const m of this.pool.loaded()) this.prebuild(m.tokenizer);
@@ -130,6 +134,7 @@ export class Lifecycle {
   /** Abort what still runs and close the sockets. */
   async close(): Promise<void> {
     this.current = 'closed';
+    this.eventLoop.stop();
     for (const p of this.prebuilds) p.cancel();
     this.pool.closeSchedulers();
     await this.app.close();

@@ -76,13 +76,26 @@ interface NormalizerInfo {
   dummyPrefix: boolean;
 }
 
+/** A value for an error message: its JSON start (a value too deep for JSON.stringify is not shown). */
+function shown(x: unknown): string {
+  try {
+    return JSON.stringify(x).slice(0, 120);
+  } catch {
+    return '(nested too deeply to show)';
+  }
+}
+
+/** Normalizer Sequences nested deeper than this are refused (real ones nest once). */
+const MAX_NORMALIZER_DEPTH = 16;
+
 function analyzeNormalizer(n: unknown): NormalizerInfo {
   const info: NormalizerInfo = { escape: false, dummyPrefix: false };
-  const visit = (x: unknown): void => {
+  const visit = (x: unknown, depth: number): void => {
     if (x === null || x === undefined) return;
     if (!isObj(x)) throw new TokenizerError('tokenizer.json: malformed normalizer');
     if (x.type === 'Sequence' && Array.isArray(x.normalizers)) {
-      for (const y of x.normalizers) visit(y);
+      if (depth >= MAX_NORMALIZER_DEPTH) throw new TokenizerError(`tokenizer.json: normalizer Sequences nested more than ${MAX_NORMALIZER_DEPTH} deep`);
+      for (const y of x.normalizers) visit(y, depth + 1);
       return;
     }
     if (x.type === 'Replace' && isObj(x.pattern) && x.pattern.String === ' ' && x.content === '\u2581') {
@@ -93,16 +106,16 @@ function analyzeNormalizer(n: unknown): NormalizerInfo {
       info.dummyPrefix = true;
       return;
     }
-    throw new TokenizerError(`tokenizer.json: unsupported normalizer ${JSON.stringify(x).slice(0, 120)} (only Gemma's SentencePiece-style normalizers are supported)`);
+    throw new TokenizerError(`tokenizer.json: unsupported normalizer ${shown(x)} (only Gemma's SentencePiece-style normalizers are supported)`);
   };
-  visit(n);
+  visit(n, 0);
   return info;
 }
 
 function checkPreTokenizer(p: unknown): void {
   if (p === null || p === undefined) return;
   if (isObj(p) && p.type === 'Split' && isObj(p.pattern) && p.pattern.String === ' ') return; // no-op after ' ' -> '▁'
-  throw new TokenizerError(`tokenizer.json: unsupported pre_tokenizer ${JSON.stringify(p).slice(0, 120)} (only Gemma's are supported)`);
+  throw new TokenizerError(`tokenizer.json: unsupported pre_tokenizer ${shown(p)} (only Gemma's are supported)`);
 }
 
 export function tokenizerDataFromHFJson(json: HFTokenizerJSON, config?: HFTokenizerConfig): TokenizerData {

@@ -1,6 +1,6 @@
 /**
  * GET /metrics: Prometheus text (metrics.ts) of the request counters, the schedulers (summed
- * over the served models) and the lifecycle.
+ * over the served models), the lifecycle and the event-loop delay histogram (event-loop.ts).
  */
 import type { RouteContext } from '../context.js';
 import { renderMetrics, sumStats } from '../metrics.js';
@@ -9,7 +9,7 @@ export function registerMetricsRoute(ctx: RouteContext): void {
   ctx.app.get('/metrics', async (_req, reply) => {
     reply.type('text/plain; version=0.0.4; charset=utf-8');
     const loaded = ctx.models.loaded();
-    return renderMetrics(ctx.requests, sumStats(ctx.models.stats()), {
+    const text = renderMetrics(ctx.requests, sumStats(ctx.models.stats()), {
       parallel: loaded.reduce((a, m) => a + m.scheduler.parallel, 0),
       contextSize: loaded.reduce((a, m) => Math.max(a, m.scheduler.contextSize), 0),
       uptimeSeconds: (Date.now() - ctx.startedAt) / 1000,
@@ -19,5 +19,6 @@ export function registerMetricsRoute(ctx: RouteContext): void {
       modelLoads: ctx.models.loads,
       modelUnloads: ctx.models.unloads,
     });
+    return text + ctx.lifecycle.eventLoop.render();
   });
 }
