@@ -17,6 +17,8 @@ import { repoRoot } from './helpers/paths.js';
 const DEMO = path.join(repoRoot(), 'models', 'demo');
 const CORPUS = path.join(repoRoot(), 'scripts', 'demo-corpus');
 const FILES = ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'README.md'];
+/** The trained model's shape (scripts/demo/train.ts RECIPE.shape). */
+const SHAPE = { hidden: 64 };
 const readJson = (f: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(DEMO, f), 'utf8')) as Record<string, unknown>;
 
 // ---- an independent reader for sentencepiece_model.proto (pieces only) -------------------------
@@ -79,8 +81,11 @@ test('demo model: all files present, a few MB in total', () => {
     assert.ok(fs.existsSync(p), `${f} is missing`);
     total += fs.statSync(p).size;
   }
-  assert.ok(total > 1_000_000 && total < 6 * 1024 * 1024, `total size ${total} bytes`);
-  assert.match(fs.readFileSync(path.join(DEMO, 'README.md'), 'utf8'), /random/i, 'README must say the weights are random');
+  assert.ok(total > 500_000 && total < 6 * 1024 * 1024, `total size ${total} bytes`);
+  const readme = fs.readFileSync(path.join(DEMO, 'README.md'), 'utf8');
+  assert.match(readme, /trained from scratch by gemma-ts/, 'README says how the model was made');
+  assert.match(readme, /held-out/, 'README reports held-out scores');
+  assert.doesNotMatch(readme, /weights are random/i);
 });
 
 test('demo model: config.json is a Gemma 3 text config that normalizes', () => {
@@ -89,23 +94,23 @@ test('demo model: config.json is a Gemma 3 text config that normalizes', () => {
   const { config, notices } = normalizeHfConfig(raw);
   assert.deepEqual(notices, []);
   assert.equal(config.family, 'gemma3');
-  assert.equal(config.hiddenSize, 128);
+  assert.equal(config.hiddenSize, SHAPE.hidden);
   assert.equal(config.numHeads, 4);
   assert.equal(config.numKvHeads, 2);
-  assert.equal(config.headDim, 32);
-  assert.equal(config.numLayers, 6);
+  assert.equal(config.headDim, SHAPE.hidden / 4);
+  assert.equal(config.numLayers, 4);
   assert.equal(config.qkNorm, true);
   assert.deepEqual(config.eosIds, [1, 106]);
   assert.equal(config.bosId, 2);
-  // 5 local layers (window, base 10k) then 1 global (base 1M), as in Gemma 3.
-  assert.deepEqual(config.layers.map((l) => l.sliding), [true, true, true, true, true, false]);
-  assert.deepEqual(config.layers.map((l) => l.ropeTheta), [1e4, 1e4, 1e4, 1e4, 1e4, 1e6]);
-  assert.equal(config.layers[0]!.window, 128);
-  assert.equal(config.layers[5]!.window, Infinity);
-  // The embedding table is padded past the tokenizer's 4000 pieces to a multiple of 64.
-  assert.equal(config.vocabSize, 4032);
+  // Gemma 3's pattern (every sixth layer global) leaves 4 layers all local: window 512, base 10k.
+  assert.deepEqual(config.layers.map((l) => l.sliding), [true, true, true, true]);
+  assert.deepEqual(config.layers.map((l) => l.ropeTheta), [1e4, 1e4, 1e4, 1e4]);
+  assert.equal(config.layers[0]!.window, 512);
+  // The embedding table is padded past the tokenizer's 1000 pieces to a multiple of 64.
+  assert.equal(config.vocabSize, 1024);
   const gen = readJson('generation_config.json');
   assert.deepEqual(gen.eos_token_id, [1, 106]);
+  assert.equal(gen.do_sample, false, 'greedy by default: the answers are meant to be exact');
 });
 
 test('demo model: safetensors tensors have the exact HF Gemma 3 names, shapes and BF16 data', () => {
@@ -147,7 +152,7 @@ test('demo model: safetensors tensors have the exact HF Gemma 3 names, shapes an
   ranges.forEach((r, i) => assert.equal(r[0], i === 0 ? 0 : ranges[i - 1]![1], 'tensors are packed without gaps or overlap'));
   assert.equal(8 + n + ranges[ranges.length - 1]![1], buf.length, 'data ends at the end of the file');
 
-  // Values: finite, HF-like init (std ~0.02 for matrices, norm weights near 0).
+  // Values: finite, and trained: the RMSNorm weights (initialized to 0, applied as 1 + w) moved.
   const stats = (name: string): { mean: number; std: number } => {
     const t = header[name]!;
     const base = 8 + n + t.data_offsets[0];
@@ -162,17 +167,16 @@ test('demo model: safetensors tensors have the exact HF Gemma 3 names, shapes an
     const mean = s / count;
     return { mean, std: Math.sqrt(s2 / count - mean * mean) };
   };
+  for (const name of names) stats(name);
   const emb = stats('model.embed_tokens.weight');
-  assert.ok(Math.abs(emb.std - 0.02) < 0.002 && Math.abs(emb.mean) < 0.001, `embedding std ${emb.std} mean ${emb.mean}`);
-  const mlp = stats('model.layers.3.mlp.down_proj.weight');
-  assert.ok(Math.abs(mlp.std - 0.02) < 0.002, `down_proj std ${mlp.std}`);
+  assert.ok(emb.std > 0.005 && emb.std < 1, `embedding std ${emb.std}`);
   const norm = stats('model.layers.0.input_layernorm.weight');
-  assert.ok(Math.abs(norm.mean) < 0.05 && norm.std > 0 && norm.std < 0.2, `norm mean ${norm.mean} std ${norm.std}`);
+  assert.ok(norm.std > 0.001 || Math.abs(norm.mean) > 0.001, `norm mean ${norm.mean} std ${norm.std}: untrained?`);
 });
 
 test('demo model: tokenizer.model has Gemma ids, types and options', () => {
   const pieces = spmPieces(fs.readFileSync(path.join(DEMO, 'tokenizer.model')));
-  assert.equal(pieces.length, 4000);
+  assert.equal(pieces.length, 1000);
   const at = (id: number): [string, number] => [pieces[id]!.piece, pieces[id]!.type];
   assert.deepEqual(at(0), ['<pad>', CONTROL]);
   assert.deepEqual(at(1), ['<eos>', CONTROL]);
@@ -186,7 +190,7 @@ test('demo model: tokenizer.model has Gemma ids, types and options', () => {
   const firstByte = pieces.findIndex((p) => p.type === BYTE);
   for (let b = 0; b < 256; b++) assert.deepEqual(at(firstByte + b), [`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`, BYTE]);
   const normal = pieces.filter((p) => p.type === NORMAL);
-  assert.ok(normal.length > 3000);
+  assert.ok(normal.length > 400);
   for (let i = 1; i < normal.length; i++) assert.ok(normal[i]!.score < normal[i - 1]!.score);
   // split_digits: no learned piece holds two digits.
   assert.ok(!normal.some((p) => /\d\d/.test(p.piece)), 'a piece holds several digits');
@@ -214,14 +218,14 @@ test('demo model: tokenizer.json (transformers.js) gives the same ids as spm_enc
     });
     lines += text.length;
   }
-  assert.ok(lines > 5000);
+  assert.ok(lines > 2000);
 });
 
 test('demo model: loadTokenizer gives spm_encode ids from both tokenizer.json and tokenizer.model', async () => {
   const fromJson = await loadTokenizer(path.join(DEMO, 'tokenizer.json'));
   const fromModel = await loadTokenizer(path.join(DEMO, 'tokenizer.model'));
   for (const t of [fromJson, fromModel]) {
-    assert.equal(t.vocabSize, 4000);
+    assert.equal(t.vocabSize, 1000);
     assert.equal(t.bosId, 2);
     assert.equal(t.padId, 0);
     assert.ok(t.stopIds.includes(1) && t.stopIds.includes(106), `stop ids ${t.stopIds}`);

@@ -1,0 +1,160 @@
+/**
+ * `npm run train:demo`: builds models/demo from nothing, with gemma-ts' own training code.
+ *
+ *   1. data: the seeded corpus (scripts/demo/corpus.ts) -> tmp/demo-train/*.jsonl, and the
+ *      held-out sets -> scripts/demo/heldout/ (committed; the tests read them);
+ *   2. tokenizer: spm_train on a sample of that data (scripts/demo/tokenizer.ts);
+ *   3. a Gemma 3 text config and seeded initial weights (scripts/demo/checkpoint.ts);
+ *   4. pretraining from scratch on plain text (finetune() on packed {"text"} documents);
+ *   5. chat fine-tuning: {"messages"} (loss on the model turns) and ShieldGemma prompts
+ *      {"prompt", "completion": "Yes" | "No"};
+ *   6. the weights are written as BF16 safetensors with the tokenizer and configs;
+ *   7. held-out scores through the `gemma` CLI (greedy), written into models/demo/README.md
+ *      and models/demo/training.json.
+ *
+ *   npx tsx scripts/demo/train.ts [--out DIR] [--work DIR] [--heldout DIR] [--corpus-sample FILE] [--no-eval]
+ *                                 [--recipe PARTIAL.json]
+ *                                 [--pretrain-steps N] [--chat-steps N]   (shorter runs, for checks)
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { finetune, loadJsonl, loadTrainModel, saveFullModel, type FinetuneOptions, type TrainExample, type TrainModel } from '../../src/train/index.js';
+import { writeConfigs, writeInitialWeights, type DemoShape } from './checkpoint.js';
+import { makeSplits } from './corpus.js';
+import { writeHeldout, writeTrainingData, type DataSizes } from './data.js';
+import { evaluateModel, type TrainingRecord } from './evaluate.js';
+import { HELDOUT, ROOT } from './score.js';
+import { trainTokenizer } from './tokenizer.js';
+
+/** Everything that decides the model. Same recipe, same bytes (training is deterministic). */
+export const RECIPE = {
+  seed: 20261203,
+  shape: {
+    tokenizerVocab: 1000,
+    tableRows: 1024,
+    hidden: 64,
+    layers: 4,
+    heads: 4,
+    kvHeads: 2,
+    headDim: 16,
+    intermediate: 256,
+    slidingWindow: 512,
+  } satisfies DemoShape,
+  data: {
+    pretrainDocs: 12000,
+    chat: { arithmetic: 5600, arithmeticMulti: 900, json: 1200, about: 800, greeting: 100 },
+    shield: 400,
+  } satisfies DataSizes,
+  pretrain: { steps: 1000, batchSize: 4, maxSeqLen: 256, lr: 1e-2, warmup: 30 },
+  chat: { steps: 600, batchSize: 16, maxSeqLen: 512, lr: 3e-3, warmup: 20 },
+};
+
+const { values: args } = parseArgs({
+  options: {
+    out: { type: 'string', default: path.join(ROOT, 'models', 'demo') },
+    work: { type: 'string', default: path.join(ROOT, 'tmp', 'demo-train') },
+    heldout: { type: 'string', default: HELDOUT },
+    'corpus-sample': { type: 'string', default: path.join(ROOT, 'scripts', 'demo-corpus', 'generated.txt') },
+    'no-eval': { type: 'boolean', default: false },
+    recipe: { type: 'string' },
+    'pretrain-steps': { type: 'string' },
+    'chat-steps': { type: 'string' },
+  },
+});
+// --recipe FILE.json: a partial recipe merged over RECIPE (for experiments; the shipped model
+// is trained with RECIPE as written here).
+if (args.recipe) {
+  const merge = (into: Record<string, unknown>, from: Record<string, unknown>): void => {
+    for (const [k, v] of Object.entries(from)) {
+      if (v && typeof v === 'object' && !Array.isArray(v)) merge(into[k] as Record<string, unknown>, v as Record<string, unknown>);
+      else into[k] = v;
+    }
+  };
+  merge(RECIPE as unknown as Record<string, unknown>, JSON.parse(fs.readFileSync(args.recipe, 'utf8')) as Record<string, unknown>);
+}
+if (args['pretrain-steps']) RECIPE.pretrain.steps = Number(args['pretrain-steps']);
+if (args['chat-steps']) RECIPE.chat.steps = Number(args['chat-steps']);
+const OUT = path.resolve(args.out!);
+const WORK = path.resolve(args.work!);
+const HELD = path.resolve(args.heldout!);
+
+const t0 = performance.now();
+const minutes = (ms: number): string => `${(ms / 60000).toFixed(1)} min`;
+const log = (s: string): void => console.log(`[${minutes(performance.now() - t0)}] ${s}`);
+
+// ---- 1. data -------------------------------------------------------------------------------
+fs.rmSync(WORK, { recursive: true, force: true });
+const splits = makeSplits(RECIPE.seed);
+const files = writeTrainingData(WORK, splits, RECIPE.data, RECIPE.seed);
+writeHeldout(HELD, splits, RECIPE.seed);
+log(`data: ${RECIPE.data.pretrainDocs} pretraining documents, ${Object.values(RECIPE.data.chat).reduce((a, b) => a + b, 0)} conversations, ${RECIPE.data.shield} shield prompts in ${path.relative(ROOT, WORK)}; held-out sets in ${path.relative(ROOT, HELD)}`);
+
+// ---- 2-3. tokenizer, config, initial weights --------------------------------------------------
+const INIT = path.join(WORK, 'init');
+trainTokenizer(ROOT, [path.relative(ROOT, files.tokenizerCorpus)], path.relative(ROOT, INIT), RECIPE.shape.tokenizerVocab);
+// Every 20th line of the tokenizer's corpus, committed: the tokenizer tests compare our encoders
+// with spm_encode on it.
+const corpusLines = fs.readFileSync(files.tokenizerCorpus, 'utf8').split('\n').filter((l, i) => l !== '' && i % 20 === 0);
+fs.writeFileSync(path.resolve(args['corpus-sample']!), corpusLines.join('\n') + '\n');
+writeConfigs(INIT, RECIPE.shape);
+const params = writeInitialWeights(path.join(INIT, 'model.safetensors'), RECIPE.shape, RECIPE.seed);
+log(`tokenizer: ${RECIPE.shape.tokenizerVocab} pieces; model: ${params.toLocaleString('en-US')} parameters`);
+
+// ---- 4-5. pretraining, chat fine-tuning ---------------------------------------------------------
+const { model, tokenizer } = await loadTrainModel(INIT);
+if (!tokenizer) throw new Error('the initial checkpoint has no tokenizer');
+const dataOptions = (maxSeqLen: number, pack: boolean) => ({ maxSeqLen, pack, vocabSize: RECIPE.shape.tableRows });
+
+interface StageResult { name: string; steps: number; tokens: number; seconds: number; firstLoss: number; lastLoss: number }
+
+async function stage(name: string, m: TrainModel, examples: TrainExample[], o: { steps: number; batchSize: number; lr: number; warmup: number }): Promise<StageResult> {
+  const options: FinetuneOptions = {
+    optimizer: 'adamw', lr: o.lr, steps: o.steps, batchSize: o.batchSize, warmup: o.warmup, schedule: 'cosine',
+    weightDecay: 0.01, beta2: 0.95, maxGradNorm: 1, seed: RECIPE.seed,
+  };
+  const start = performance.now();
+  let tokens = 0, firstLoss = NaN, lastLoss = NaN, recent: number[] = [];
+  const every = Math.max(1, Math.round(o.steps / 40));
+  for await (const r of finetune(m, examples, options)) {
+    if (r.type !== 'step') continue;
+    tokens += r.tokens;
+    if (r.step === 1) firstLoss = r.loss;
+    recent.push(r.loss);
+    if (r.step % every === 0 || r.step === o.steps) {
+      const s = (performance.now() - start) / 1000;
+      const mean = recent.reduce((a, b) => a + b, 0) / recent.length;
+      lastLoss = mean;
+      recent = [];
+      log(`${name} step ${r.step}/${o.steps}: loss ${mean.toFixed(3)}, ${(tokens / s).toFixed(0)} tok/s, ${minutes(s * 1000)} so far, ~${minutes(((o.steps - r.step) * s * 1000) / r.step)} left`);
+    }
+  }
+  return { name, steps: o.steps, tokens, seconds: (performance.now() - start) / 1000, firstLoss, lastLoss };
+}
+
+const pretrainExamples = loadJsonl(files.pretrain, tokenizer, dataOptions(RECIPE.pretrain.maxSeqLen, true));
+log(`pretraining on ${pretrainExamples.length} packed sequences of <= ${RECIPE.pretrain.maxSeqLen} tokens`);
+const stages: StageResult[] = [await stage('pretrain', model, pretrainExamples, RECIPE.pretrain)];
+
+const chatExamples = [...loadJsonl(files.chat, tokenizer, dataOptions(RECIPE.chat.maxSeqLen, false)), ...loadJsonl(files.shield, tokenizer, dataOptions(RECIPE.chat.maxSeqLen, false))];
+log(`chat fine-tuning on ${chatExamples.length} conversations and shield prompts`);
+stages.push(await stage('chat', model, chatExamples, RECIPE.chat));
+
+// ---- 6. the checkpoint ----------------------------------------------------------------------------
+fs.rmSync(OUT, { recursive: true, force: true });
+saveFullModel(model, OUT);
+const trainSeconds = (performance.now() - t0) / 1000;
+log(`wrote ${path.relative(ROOT, OUT) || OUT} (BF16)`);
+
+// ---- 7. held-out scores --------------------------------------------------------------------------
+const training: TrainingRecord = {
+  recipe: RECIPE,
+  parameters: params,
+  stages,
+  train_seconds: Math.round(trainSeconds),
+  node: process.version,
+};
+// Written before scoring, so that scripts/demo/evaluate.ts can (re)score this model on its own.
+fs.writeFileSync(path.join(OUT, 'training.json'), JSON.stringify(training, null, 2) + '\n');
+if (!args['no-eval']) evaluateModel(OUT, HELD, log);
+log(`done in ${minutes(performance.now() - t0)}`);
