@@ -13,6 +13,9 @@ import { ModelError, UsageError } from '../src/errors.js';
 import { randomSae, saeArrays, writeNpz } from './helpers/npz-writer.js';
 import { goldenDir, readGolden, repoRoot } from './helpers/paths.js';
 
+/** The demo model's residual stream width (its config.json hidden_size). */
+const demoHidden = (): number => (JSON.parse(fs.readFileSync(path.join(repoRoot(), 'models', 'demo', 'config.json'), 'utf8')) as { hidden_size: number }).hidden_size;
+
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sae-cli-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -87,7 +90,7 @@ test('sae features: usage errors and a d_in that does not fit the hook point', a
 
 test('sae features --prompt on the demo model (real tokenizer)', async () => {
   const file = path.join(tmp, 'demo-sae.npz');
-  writeNpz(file, saeArrays(randomSae(128, 64, 3)));
+  writeNpz(file, saeArrays(randomSae(demoHidden(), 64, 3)));
   const r = await sae(['features', '--model', 'demo', '--sae', file, '--hook', 'blocks.2.hook_resid_post', '--prompt', 'The cat sat on the mat.', '--json', '--top', '3']);
   assert.equal(r.error, undefined, String(r.error));
   const out = JSON.parse(r.stdout) as { tokens: Array<{ id: number; features: unknown[] }> };
@@ -166,7 +169,7 @@ test('sae eval and explain on a JSONL corpus', async () => {
 
 test('sae explain --corpus with a text file on the demo model', async () => {
   const file = path.join(tmp, 'demo-explain.npz');
-  writeNpz(file, saeArrays(randomSae(128, 32, 9)));
+  writeNpz(file, saeArrays(randomSae(demoHidden(), 32, 9)));
   const text = path.join(tmp, 'book.txt');
   fs.writeFileSync(text, 'Once upon a time there was a cat.\n\nThe cat liked to sit on the mat in the sun.\n\nOne day the cat saw a dog.');
   const r = await sae(['explain', '--model', 'demo', '--sae', file, '--hook', 'blocks.1.hook_resid_post', '--feature', '1', '--corpus', text, '--ctx', '8']);

@@ -21,9 +21,11 @@ let sae2: JumpReluSae;
 
 before(async () => {
   const { model, tokenizer } = await loadDemo();
-  sae = JumpReluSae.fromArrays({ ...randomSae(128, 96, 31, 0.3), hook: 'blocks.2.hook_resid_post' });
-  sae2 = JumpReluSae.fromArrays({ ...randomSae(128, 32, 32, 0.3), hook: 'blocks.4.hook_mlp_out' });
-  srv = await startDemoServer({ configure: (app) => registerSaeRoutes(app, { model, tokenizer, saes: { 'res-2': sae, 'mlp-4': sae2 } }) });
+  // SAEs sized to the demo model's residual stream, on its layer 2 and its last layer (3).
+  const dModel = model.config.hiddenSize;
+  sae = JumpReluSae.fromArrays({ ...randomSae(dModel, 96, 31, 0.3), hook: 'blocks.2.hook_resid_post' });
+  sae2 = JumpReluSae.fromArrays({ ...randomSae(dModel, 32, 32, 0.3), hook: 'blocks.3.hook_mlp_out' });
+  srv = await startDemoServer({ configure: (app) => registerSaeRoutes(app, { model, tokenizer, saes: { 'res-2': sae, 'mlp-3': sae2 } }) });
 });
 
 after(async () => {
@@ -44,7 +46,7 @@ interface ApiToken {
 
 test('GET /v1/sae and POST /v1/sae/features (prompt, ids, feature, errors)', async () => {
   const list = (await (await fetch(`${srv.url}/v1/sae`)).json()) as { data: Array<{ id: string; hook: string; d_sae: number }> };
-  assert.deepEqual(list.data.map((d) => [d.id, d.hook, d.d_sae]), [['res-2', 'blocks.2.hook_resid_post', 96], ['mlp-4', 'blocks.4.hook_mlp_out', 32]]);
+  assert.deepEqual(list.data.map((d) => [d.id, d.hook, d.d_sae]), [['res-2', 'blocks.2.hook_resid_post', 96], ['mlp-3', 'blocks.3.hook_mlp_out', 32]]);
 
   const { model, tokenizer } = await loadDemo();
   const prompt = 'The cat sat on the mat.';
@@ -58,7 +60,7 @@ test('GET /v1/sae and POST /v1/sae/features (prompt, ids, feature, errors)', asy
   assert.equal(tokens[1]!.token, tokenizer!.decode([ids[1]!]));
   tokens.forEach((t, i) => assert.deepEqual(t.features, want.tokens[i]!.features));
 
-  const byIds = await post('/v1/sae/features', { ids, top: 5, sae: 'mlp-4', feature: 7 });
+  const byIds = await post('/v1/sae/features', { ids, top: 5, sae: 'mlp-3', feature: 7 });
   assert.equal(byIds.status, 200);
   const want2 = readFeatures(model, sae2, ids, { top: 32 });
   (byIds.json.tokens as ApiToken[]).forEach((t, i) => {

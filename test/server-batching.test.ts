@@ -106,7 +106,8 @@ test('prefix reuse: the next chat turn prefills only its new tokens and answers 
     assert.equal(r3.choices[0]!.message.content, (await generateText(model, tok, encodeChat(tok, other, { addGenerationPrompt: true }), { maxTokens: 8, temperature: 0 })).text);
 
     // Past the sliding window the ring buffers cannot be cut back far: the prompt is prefilled in full, still right.
-    const long = Array.from({ length: 700 }, (_v, i) => 10 + (i % 3000));
+    // (1600 tokens: more than the demo's window of 512 plus a prefill chunk, the ring buffer's size.)
+    const long = Array.from({ length: 1600 }, (_v, i) => 10 + (i % 900));
     await c.completions.create({ model: 'demo', prompt: [2, ...long], max_tokens: 2, temperature: 0 });
     const branch = [2, ...long.slice(0, 100), 77, 78, 79];
     const rb = await c.completions.create({ model: 'demo', prompt: branch, max_tokens: 6, temperature: 0 });

@@ -124,7 +124,7 @@ test('tool_choice "required" (one call): a declared tool with valid arguments, f
 });
 
 test('the openai client\'s stream helper accumulates the tool_calls deltas into the non-streamed message', async () => {
-  const body = { model: 'demo', messages: [{ role: 'user' as const, content: 'Wake me up' }], tools: TOOLS as never, tool_choice: 'required' as const, max_tokens: 300, seed: 2 };
+  const body = { model: 'demo', messages: [{ role: 'user' as const, content: 'What is the weather in Paris?' }], tools: TOOLS as never, tool_choice: 'required' as const, parallel_tool_calls: false, max_tokens: 600, seed: 1 };
   const final = await client.chat.completions.stream(body).finalChatCompletion();
   const whole = await client.chat.completions.create(body);
   assert.equal(final.choices[0]!.finish_reason, 'tool_calls');
@@ -135,7 +135,7 @@ test('the openai client\'s stream helper accumulates the tool_calls deltas into 
 test('tool_choice "required" with parallel calls: one or more valid calls (or a valid prefix when max_tokens cuts it)', async () => {
   let complete = 0;
   for (const seed of [11, 12, 13]) {
-    const r = await ask({ tool_choice: 'required', max_tokens: 300 }, seed);
+    const r = await ask({ tool_choice: 'required', max_tokens: 1000 }, seed);
     const c = r.choices[0]!;
     if (c.finish_reason === 'tool_calls') {
       complete++;

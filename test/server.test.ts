@@ -138,7 +138,7 @@ test('penalties and the extra samplers (top_k, min_p, repetition_penalty) are ap
   const r = await client.chat.completions.create({
     model: 'demo',
     messages: messages as OpenAI.ChatCompletionMessageParam[],
-    max_tokens: 10,
+    max_tokens: 40,
     seed: 3,
     temperature: 0.7,
     top_p: 0.9,
@@ -149,7 +149,7 @@ test('penalties and the extra samplers (top_k, min_p, repetition_penalty) are ap
     repetition_penalty: 1.3,
   } as OpenAI.ChatCompletionCreateParamsNonStreaming);
   const ref = await generateText(model, tok, chatIds(messages), {
-    maxTokens: 10,
+    maxTokens: 40,
     seed: 3,
     temperature: 0.7,
     topP: 0.9,
@@ -160,7 +160,7 @@ test('penalties and the extra samplers (top_k, min_p, repetition_penalty) are ap
     repetitionPenalty: 1.3,
   });
   assert.equal(r.choices[0]!.message.content, ref.text);
-  const plain = await generateText(model, tok, chatIds(messages), { maxTokens: 10, seed: 3, temperature: 0.7, topP: 0.9 });
+  const plain = await generateText(model, tok, chatIds(messages), { maxTokens: 40, seed: 3, temperature: 0.7, topP: 0.9 });
   assert.notEqual(ref.text, plain.text, 'the penalties should change this sample');
 });
 
@@ -211,8 +211,9 @@ test('completions: text prompt, token-id prompt, echo, stop strings, legacy logp
 
 test('logit_bias: +100 forces a token, -100 bans the greedy one; bad keys and ids are 400s', async () => {
   const messages: ChatMessage[] = [{ role: 'user', content: 'Say something' }];
-  const forced = await client.chat.completions.create({ model: 'demo', messages: messages as OpenAI.ChatCompletionMessageParam[], max_tokens: 4, seed: 5, logit_bias: { '1204': 100 }, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
-  assert.equal(forced.choices[0]!.message.content, tok.decode([1204, 1204, 1204, 1204]));
+  const word = tok.pieceToId('\u2581the')!; // a learned piece of the demo tokenizer
+  const forced = await client.chat.completions.create({ model: 'demo', messages: messages as OpenAI.ChatCompletionMessageParam[], max_tokens: 4, seed: 5, logit_bias: { [String(word)]: 100 }, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+  assert.equal(forced.choices[0]!.message.content, tok.decode([word, word, word, word]));
   const greedy = (await generateText(model, tok, chatIds(messages), { maxTokens: 1, temperature: 0 })).ids[0]!;
   const banned = await client.chat.completions.create({ model: 'demo', messages: messages as OpenAI.ChatCompletionMessageParam[], max_tokens: 1, temperature: 0, logit_bias: { [String(greedy)]: -100 } });
   assert.notEqual(banned.choices[0]!.message.content, tok.decode([greedy]));

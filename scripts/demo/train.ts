@@ -46,8 +46,8 @@ export const RECIPE = {
     chat: { arithmetic: 5600, arithmeticMulti: 900, json: 1200, about: 800, greeting: 100 },
     shield: 400,
   } satisfies DataSizes,
-  pretrain: { steps: 1000, batchSize: 4, maxSeqLen: 256, lr: 1e-2, warmup: 30 },
-  chat: { steps: 600, batchSize: 16, maxSeqLen: 512, lr: 3e-3, warmup: 20 },
+  pretrain: { steps: 800, batchSize: 4, maxSeqLen: 256, lr: 1e-2, warmup: 30 },
+  chat: { steps: 500, batchSize: 16, maxSeqLen: 512, lr: 3e-3, warmup: 20 },
 };
 
 const { values: args } = parseArgs({
