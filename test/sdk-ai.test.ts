@@ -48,7 +48,7 @@ test('generateObject with zod schemas: z.number().int() and friends compile, and
   const schemas = [
     z.object({ age: z.number().int() }),
     z.object({ age: z.number().int().min(0).max(120), score: z.number().positive().max(1), name: z.string().min(1).max(12) }),
-    z.object({ id: z.uuid(), day: z.iso.date(), at: z.iso.datetime(), ip: z.ipv4(), email: z.email().max(30) }),
+    z.object({ id: z.uuid(), day: z.iso.date(), at: z.iso.datetime({ precision: 3 }), ip: z.ipv4(), email: z.email().max(30) }),
     z.object({ code: z.string().regex(/^[A-Z]{3}-\d{2}$/), n: z.number().int().multipleOf(5).gte(-50).lt(50), tags: z.array(z.enum(['a', 'b'])).min(1).max(3), note: z.string().max(6).nullable(), opt: z.boolean().optional() }),
   ];
   for (const [k, schema] of schemas.entries()) {
