@@ -76,7 +76,12 @@ test('chat page: streamed answer, second turn, stop button', async () => {
   assert.equal(await page.locator('.msg.user').count(), 2);
   assert.ok((await metric('gemma_prompt_tokens_cached_total')) - cachedBefore > 5, 'the second turn reused the first turn from the KV cache');
 
-  // Stop: a long answer, stopped while it streams.
+  // Stop: a long answer, stopped while it streams. The trained demo ends its answers early, so the
+  // request the page sends gets ignore_eos on its way out (the page itself is unchanged).
+  await page.route('**/v1/chat/completions', async (route) => {
+    const body = JSON.parse(route.request().postData() ?? '{}') as Record<string, unknown>;
+    await route.continue({ postData: JSON.stringify({ ...body, ignore_eos: true }) });
+  });
   await page.fill('#max_tokens', '3000');
   await page.fill('#input', 'Write a very long essay.');
   await page.press('#input', 'Enter');
