@@ -196,7 +196,11 @@ test('cache: false reads with plain range requests, and nothing is kept for a se
     const first = await runInPage(page, { load: { cache: false } });
     assert.deepEqual(first.ids, nodeIds);
     const weightReads = plain.requests.filter((r) => r === '/models/demo/model.safetensors').length;
-    assert.ok(weightReads > 2, `the weights were read with several range requests (${weightReads})`);
+    // the first request of a file reads its first MiB (the headers); the rest comes in exact ranges,
+    // one per tensor - and a file under a MiB (the trained demo: ~0.6 MiB) is whole after the first
+    const weightBytes = fs.statSync(path.join(packageRoot(), 'models', 'demo', 'model.safetensors')).size;
+    if (weightBytes > 1024 * 1024) assert.ok(weightReads > 2, `the weights were read with several range requests (${weightReads})`);
+    else assert.equal(weightReads, 1, `a ${weightBytes}-byte file is read by its first request`);
     plain.requests = [];
     await runInPage(page, { load: { cache: false } });
     assert.equal(plain.requests.filter((r) => r === '/models/demo/model.safetensors').length, weightReads, 'the second load fetched the same ranges again');
