@@ -9,9 +9,10 @@
  * over the threads, one synchronization per kernel call.
  */
 import type { AttentionParams, Backend, Matrix, WeightMatrix } from '../backend.js';
-import { DTYPE_LAYOUT, dtypeByteLength, type DType } from '../../formats/dtype.js';
+import { dtypeByteLength, type DType } from '../../formats/dtype.js';
 import { decodeF16, f16ToF32, f32ToF16 } from '../../formats/half.js';
 import { ModelError, UsageError } from '../../errors.js';
+import { checkStackedParts } from '../weight-check.js';
 import { KERNELS, compileKernels, relaxedSimdAvailable, type KernelVariant } from './module.js';
 import { ThreadPool } from './pool.js';
 import * as ops from './ops.js';
@@ -200,12 +201,7 @@ class WasmBackend implements Backend {
    */
   prepareStacked(parts: readonly WeightMatrix[]): Matrix {
     this.check();
-    if (parts.length === 0) throw new ModelError('prepareStacked needs at least one matrix');
-    const { dtype, cols } = parts[0]!;
-    for (const w of parts) {
-      if (w.dtype !== dtype || w.cols !== cols) throw new ModelError(`stacked matrices differ: ${w.dtype} [${w.rows}, ${w.cols}] after ${dtype} [*, ${cols}]`);
-      checkWeight(w);
-    }
+    const { dtype, cols } = checkStackedParts(parts);
     if (parts.slice(0, -1).some((w) => w.rows % 4 !== 0)) {
       const data = new Uint8Array(parts.reduce((a, w) => a + w.data.byteLength, 0));
       let at = 0;
@@ -747,16 +743,6 @@ class WasmBackend implements Backend {
     this.shards.length = 0;
     this.heaps.length = 0;
   }
-}
-
-/** Shape, dtype and byte length of a weight matrix, else a ModelError naming the problem. */
-function checkWeight({ dtype, rows, cols, data }: WeightMatrix): void {
-  if (!(dtype in DTYPE_LAYOUT)) throw new ModelError(`unknown weight dtype ${String(dtype)}`);
-  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows <= 0 || cols <= 0) throw new ModelError(`bad matrix shape [${rows}, ${cols}]`);
-  const { blockSize } = DTYPE_LAYOUT[dtype];
-  if (cols % blockSize !== 0) throw new ModelError(`${dtype} matrix needs cols divisible by ${blockSize}, got ${cols}`);
-  const need = rows * dtypeByteLength(dtype, cols);
-  if (data.byteLength !== need) throw new ModelError(`${dtype} matrix [${rows}, ${cols}] needs ${need} bytes, got ${data.byteLength}`);
 }
 
 function newMemory(scratchBytes: number): WebAssembly.Memory {

@@ -19,8 +19,9 @@
  */
 import type { Matrix, WeightMatrix } from '../backend.js';
 import type { CacheType, Tensor, TensorAttentionParams, TensorBackend } from '../tensor.js';
-import { DTYPE_LAYOUT, dtypeByteLength, type DType } from '../../formats/dtype.js';
+import { dtypeByteLength, type DType } from '../../formats/dtype.js';
 import { ModelError } from '../../errors.js';
+import { checkStackedParts } from '../weight-check.js';
 import { acquireDevice, releaseDevice, type AcquiredDevice, type DeviceOptions } from './device.js';
 import { GpuDeviceLostError, GpuError, GpuOutOfMemoryError } from './errors.js';
 import * as shaders from './shaders.js';
@@ -345,12 +346,7 @@ class WebGpuBackend implements TensorBackend {
   /** One matrix whose rows are the parts' rows in order, streamed into buffers of whole rows. */
   prepareStacked(parts: readonly WeightMatrix[]): Matrix {
     this.check();
-    if (parts.length === 0) throw new ModelError('prepareStacked needs at least one matrix');
-    const { dtype, cols } = parts[0]!;
-    for (const w of parts) {
-      if (w.dtype !== dtype || w.cols !== cols) throw new ModelError(`stacked matrices differ: ${w.dtype} [${w.rows}, ${w.cols}] after ${dtype} [*, ${cols}]`);
-      checkWeight(w);
-    }
+    const { dtype, cols } = checkStackedParts(parts);
     const rows = parts.reduce((a, w) => a + w.rows, 0);
     const rowBytes = dtypeByteLength(dtype, cols);
     const perPart = Math.floor(this.maxBinding / rowBytes);
@@ -563,16 +559,6 @@ function writeBytes(queue: GPUQueue, buffer: GPUBuffer, at: number, bytes: Uint8
     tail.set(bytes.subarray(whole));
     queue.writeBuffer(buffer, at + whole, tail);
   }
-}
-
-/** Shape, dtype and byte length of a weight matrix, else a ModelError naming the problem. */
-function checkWeight({ dtype, rows, cols, data }: WeightMatrix): void {
-  if (!(dtype in DTYPE_LAYOUT)) throw new ModelError(`unknown weight dtype ${String(dtype)}`);
-  if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows <= 0 || cols <= 0) throw new ModelError(`bad matrix shape [${rows}, ${cols}]`);
-  const { blockSize } = DTYPE_LAYOUT[dtype];
-  if (cols % blockSize !== 0) throw new ModelError(`${dtype} matrix needs cols divisible by ${blockSize}, got ${cols}`);
-  const need = rows * dtypeByteLength(dtype, cols);
-  if (data.byteLength !== need) throw new ModelError(`${dtype} matrix [${rows}, ${cols}] needs ${need} bytes, got ${data.byteLength}`);
 }
 
 export type WebGpuBackendInstance = TensorBackend & {
