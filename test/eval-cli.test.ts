@@ -3,34 +3,19 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { Command } from 'commander';
 import { registerEvalCommand } from '../src/cli/eval.js';
-import type { CliIO } from '../src/cli/options.js';
+import { runCli } from './helpers/cli.js';
 import { repoRoot } from './helpers/paths.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'eval-cli-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 const fixtures = path.join(repoRoot(), 'test/fixtures/eval');
 
-async function gemmaEval(argv: string[]): Promise<{ stdout: string; stderr: string; error?: Error }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIO = {
-    stdout: { write: (s: string) => ((stdout += s), true) },
-    stderr: { write: (s: string) => ((stderr += s), true) },
-    stdin: Readable.from([]) as NodeJS.ReadableStream,
-  };
-  const program = new Command().exitOverride().configureOutput({ writeOut: (s) => (stdout += s), writeErr: (s) => (stderr += s) });
-  registerEvalCommand(program, io);
-  try {
-    await program.parseAsync(['eval', '--backend', 'js', ...argv], { from: 'user' });
-    return { stdout, stderr };
-  } catch (error) {
-    return { stdout, stderr, error: error as Error };
-  }
-}
+const gemmaEval = async (argv: string[]) => {
+  const r = await runCli(registerEvalCommand, ['eval', '--backend', 'js', ...argv]);
+  return { ...r, error: r.error as Error | undefined };
+};
 
 const readJson = (f: string): Record<string, any> => JSON.parse(fs.readFileSync(f, 'utf8')) as Record<string, any>;
 

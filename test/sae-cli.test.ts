@@ -4,10 +4,9 @@ import { encodeChat } from '../src/tokenizer/chat.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { Command } from 'commander';
-import type { CliIO } from '../src/cli/options.js';
+import { runCli } from './helpers/cli.js';
 import { addSteeringOptions, registerSaeCommands, steeringHooksFromCli, type SteeringFlags } from '../src/cli/sae.js';
 import { ModelError, UsageError } from '../src/errors.js';
 import { randomSae, saeArrays, writeNpz } from './helpers/npz-writer.js';
@@ -19,23 +18,7 @@ const demoHidden = (): number => (JSON.parse(fs.readFileSync(path.join(repoRoot(
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sae-cli-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
-async function sae(argv: string[]): Promise<{ stdout: string; stderr: string; error?: unknown }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIO = {
-    stdout: { write: (s: string) => ((stdout += s), true) },
-    stderr: { write: (s: string) => ((stderr += s), true) },
-    stdin: Readable.from([]) as NodeJS.ReadableStream,
-  };
-  const program = new Command().exitOverride().configureOutput({ writeOut: (s) => (stdout += s), writeErr: (s) => (stderr += s) });
-  registerSaeCommands(program, io);
-  try {
-    await program.parseAsync(['sae', ...argv], { from: 'user' });
-    return { stdout, stderr };
-  } catch (error) {
-    return { stdout, stderr, error };
-  }
-}
+const sae = (argv: string[]) => runCli(registerSaeCommands, ['sae', ...argv]);
 
 const golden = (v: string) => path.join(goldenDir(), v);
 const fixtureRes = path.join(repoRoot(), 'test/fixtures/sae/gemma-scope-tiny-pt-res/layer_1/width_48/average_l0_5/params.npz');

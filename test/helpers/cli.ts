@@ -1,0 +1,32 @@
+import { Readable } from 'node:stream';
+import { Command } from 'commander';
+import type { CliIO } from '../../src/cli/options.js';
+
+export interface CliRun {
+  stdout: string;
+  stderr: string;
+  /** What the command threw (commander's exit, a UsageError ...), if anything. */
+  error?: unknown;
+}
+
+/**
+ * Run one CLI command in-process: `register` adds it to a fresh commander program whose output
+ * and the command's own stdout / stderr are captured; stdin is empty.
+ */
+export async function runCli(register: (program: Command, io: CliIO) => void, argv: string[]): Promise<CliRun> {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIO = {
+    stdout: { write: (s: string) => ((stdout += s), true) },
+    stderr: { write: (s: string) => ((stderr += s), true) },
+    stdin: Readable.from([]) as NodeJS.ReadableStream,
+  };
+  const program = new Command().exitOverride().configureOutput({ writeOut: (s) => (stdout += s), writeErr: (s) => (stderr += s) });
+  register(program, io);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return { stdout, stderr };
+  } catch (error) {
+    return { stdout, stderr, error };
+  }
+}
