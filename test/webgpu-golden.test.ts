@@ -77,3 +77,19 @@ test('synchronous forward on webgpu is a ModelError that names forwardAsync', as
     model.dispose();
   }
 });
+
+test('attention split over slots forced on every layer: golden logits and greedy tokens still match (Gemma 1 MQA, 2, 3)', async (t) => {
+  for (const variant of ['gemma1_mqa', 'gemma2', 'gemma3'] as const) {
+    const model = await goldenModel(t, variant, false, { attentionSplitSlots: 1 });
+    if (!model) return;
+    try {
+      const golden = readGolden(variant, false);
+      await checkLogitsAsync(model, golden);
+      await checkGreedyAsync(model, golden);
+      const counts = (model.tensors as unknown as { kernelDispatches(): Record<string, number> }).kernelDispatches();
+      assert.ok((counts['attention-part'] ?? 0) > 0 && counts['attention'] === undefined, `${variant}: only the split kernel ran`);
+    } finally {
+      model.dispose();
+    }
+  }
+});

@@ -166,3 +166,62 @@ test('attention: GQA / MQA, windows, soft-cap, empty and ring-ordered slots vs j
     gpu.dispose();
   }
 });
+
+/** Attention on b over the given shape; the GPU's kernel dispatch counts tell which path ran. */
+async function attentionOn(b: TensorBackend, c: { nTokens: number; nSlots: number; nHeads: number; nKvHeads: number; headDim: number; window: number; softcap: number }, seed: number): Promise<Float32Array> {
+  const r = rng(seed);
+  const kvDim = c.nKvHeads * c.headDim;
+  const q = randArray(c.nTokens * c.nHeads * c.headDim, r);
+  const k = randArray(c.nSlots * kvDim, r), v = randArray(c.nSlots * kvDim, r);
+  // a ring buffer's order: slot s holds position (s + shift) mod nSlots, a few slots empty
+  const shift = Math.floor(c.nSlots / 3);
+  const slotPositions = new Int32Array(c.nSlots).map((_, s) => (s % 97 === 13 ? -1 : (s + shift) % c.nSlots));
+  const queryPositions = Int32Array.from({ length: c.nTokens }, (_, i) => c.nSlots - c.nTokens + i);
+  const out = b.alloc(q.length);
+  b.attention({ ...c, q: put(b, q), k: put(b, k), v: put(b, v), out, queryPositions, slotPositions, scale: 0.25 });
+  return b.read(out);
+}
+
+test('attention split over slots (flash decoding): 2-4k-slot caches, GQA / MQA, windows, soft-caps vs js within 1e-4', async (t) => {
+  const gpu = await webgpuBackend(t);
+  if (!gpu) return;
+  try {
+    assert.equal(gpu.splitSlots, 512);
+    const cases = [
+      { nTokens: 1, nSlots: 4096, nHeads: 8, nKvHeads: 4, headDim: 64, window: Infinity, softcap: 50 },
+      { nTokens: 1, nSlots: 2049, nHeads: 4, nKvHeads: 1, headDim: 96, window: Infinity, softcap: 0 },
+      { nTokens: 2, nSlots: 3000, nHeads: 6, nKvHeads: 2, headDim: 40, window: 700, softcap: 30 },
+      { nTokens: 5, nSlots: 2600, nHeads: 4, nKvHeads: 2, headDim: 72, window: 1000, softcap: 0 },
+    ];
+    for (const [i, c] of cases.entries()) {
+      const before = gpu.kernelDispatches()['attention-part'] ?? 0;
+      const got = await attentionOn(gpu, c, 20 + i);
+      assert.ok((gpu.kernelDispatches()['attention-part'] ?? 0) > before, `${c.nSlots} slots take the split path`);
+      close(got, await attentionOn(js, c, 20 + i), () => 1e-4, `split attention ${JSON.stringify(c)}`);
+    }
+  } finally {
+    gpu.dispose();
+  }
+});
+
+test('attention split forced on short, ragged caches equals the one-workgroup kernel and js', async (t) => {
+  const split = await webgpuBackend(t, { attentionSplitSlots: 1 });
+  if (!split) return;
+  try {
+    const cases = [
+      { nTokens: 1, nSlots: 70, nHeads: 4, nKvHeads: 1, headDim: 36, window: Infinity, softcap: 0 },
+      { nTokens: 7, nSlots: 301, nHeads: 6, nKvHeads: 2, headDim: 20, window: 9, softcap: 50 },
+      { nTokens: 3, nSlots: 600, nHeads: 2, nKvHeads: 2, headDim: 130, window: 40, softcap: 0 },
+      // every slot of the last range masked for the first token (window), one range empty of positions
+      { nTokens: 4, nSlots: 513, nHeads: 2, nKvHeads: 1, headDim: 16, window: 3, softcap: 0 },
+    ];
+    for (const [i, c] of cases.entries()) {
+      const got = await attentionOn(split, c, 40 + i);
+      close(got, await attentionOn(js, c, 40 + i), () => 1e-5, `forced split ${JSON.stringify(c)}`);
+    }
+    assert.ok((split.kernelDispatches()['attention-part'] ?? 0) >= cases.length);
+    assert.equal(split.kernelDispatches()['attention'], undefined, 'the one-workgroup kernel never ran');
+  } finally {
+    split.dispose();
+  }
+});

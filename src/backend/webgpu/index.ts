@@ -34,6 +34,12 @@ export interface WebGpuBackendOptions extends DeviceOptions {
    * maxStorageBufferBindingSize). Smaller values split weights into more buffers (for tests).
    */
   maxBindingBytes?: number;
+  /**
+   * Caches of at least this many slots use the attention split over slots (flash decoding:
+   * ranges of 256 slots per workgroup, then a combine pass); shorter ones one workgroup per
+   * (token, head). Default 512; tests force the split on small shapes with 1.
+   */
+  attentionSplitSlots?: number;
 }
 
 const ALIGN = 256;
@@ -92,6 +98,8 @@ class WebGpuBackend implements TensorBackend {
   readonly host = false;
   readonly cacheTypes: readonly CacheType[] = ['f32'];
   readonly maxBinding: number;
+  /** Caches of this many slots or more use the split attention. */
+  readonly splitSlots: number;
   /** Compiled kernels, per device (a reused device keeps them). */
   private readonly pipelines: Map<string, GPUComputePipeline>;
   private encoder: GPUCommandEncoder | undefined;
@@ -108,14 +116,18 @@ class WebGpuBackend implements TensorBackend {
   private readonly lost: Promise<never>;
   private gpuError: GpuError | undefined;
   private disposed = false;
+  /** Dispatches per kernel since creation (kernelDispatches()). */
+  private readonly dispatches = new Map<string, number>();
 
   readonly device: GPUDevice;
   readonly description: string;
 
   constructor(
     private readonly acquired: AcquiredDevice,
-    maxBindingBytes: number | undefined,
+    options: WebGpuBackendOptions,
   ) {
+    const maxBindingBytes = options.maxBindingBytes;
+    this.splitSlots = options.attentionSplitSlots ?? 512;
     const device = acquired.device;
     this.device = device;
     this.description = acquired.description;
@@ -167,6 +179,11 @@ class WebGpuBackend implements TensorBackend {
     if (!this.live.delete(b)) return;
     this.liveBytes -= b.size;
     b.destroy();
+  }
+
+  /** How many times each kernel was dispatched (keys like "mv:q8_0", "attention-part"): which paths ran. */
+  kernelDispatches(): Record<string, number> {
+    return Object.fromEntries(this.dispatches);
   }
 
   /** Bytes of GPU buffers held now (weights, caches, pooled activations, staging). */
@@ -243,6 +260,7 @@ class WebGpuBackend implements TensorBackend {
     const [x, y] = typeof groups === 'number' ? [Math.min(groups, MAX_GROUPS), Math.ceil(groups / MAX_GROUPS)] : groups;
     if (x === 0 || y === 0) return;
     const pipeline = this.pipeline(key, code);
+    this.dispatches.set(key, (this.dispatches.get(key) ?? 0) + 1);
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: this.params(params) }, ...bindings.map((resource, i) => ({ binding: i + 1, resource }))];
     const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     this.encoder ??= this.device.createCommandEncoder();
@@ -508,23 +526,26 @@ class WebGpuBackend implements TensorBackend {
     pos.set(p.queryPositions.subarray(0, nTokens));
     pos.set(p.slotPositions.subarray(0, nSlots), nTokens);
     const posb = this.stage(new Uint8Array(pos.buffer));
-    // scores scratch [tokens, heads, slots]: tokens in chunks that fit one binding (and 64 MiB)
-    const perToken = nHeads * Math.max(nSlots, 1) * 4;
-    const chunk = Math.max(1, Math.min(nTokens, Math.floor(Math.min(this.maxBinding, 64 << 20) / perToken)));
+    const split = nSlots >= this.splitSlots;
+    const nChunks = Math.ceil(nSlots / shaders.SPLIT_SLOTS);
+    // scratch per token: the scores [heads, slots], or the split's partials [heads, chunks, 2 + headDim];
+    // tokens go in chunks whose scratch fits one binding (and 64 MiB), at most 65535 (token, head) groups
+    const perToken = (split ? nHeads * nChunks * (headDim + 2) : nHeads * Math.max(nSlots, 1)) * 4;
+    const chunk = Math.max(1, Math.min(nTokens, Math.floor(Math.min(this.maxBinding, 64 << 20) / perToken), split ? Math.floor(MAX_GROUPS / nHeads) : nTokens));
     const scratch = this.alloc((chunk * perToken) / 4) as GpuTensor;
+    const scalars: Param[] = [nSlots, nHeads, nKvHeads, headDim, window, f(p.scale), f(p.softcap > 0 ? p.softcap : 0)];
     try {
       for (let t0 = 0; t0 < nTokens; t0 += chunk) {
         const c = Math.min(chunk, nTokens - t0);
         const qb = this.bind(q, t0 * nHeads * headDim, c * nHeads * headDim);
         const ob = this.bind(out, t0 * nHeads * headDim, c * nHeads * headDim);
-        const sb = this.bind(scratch, 0, c * perToken / 4);
-        this.dispatch(
-          'attention',
-          () => shaders.ATTENTION,
-          [c, nSlots, nHeads, nKvHeads, headDim, window, f(p.scale), f(p.softcap > 0 ? p.softcap : 0), qb.off, ob.off, kb.off, vb.off, t0, nTokens],
-          [qb.resource, kb.resource, vb.resource, ob.resource, posb.resource, sb.resource],
-          c * nHeads,
-        );
+        const sb = this.bind(scratch, 0, (c * perToken) / 4);
+        if (split) {
+          this.dispatch('attention-part', () => shaders.ATTENTION_PART, [c, ...scalars, qb.off, sb.off, kb.off, vb.off, t0, nTokens, nChunks], [qb.resource, kb.resource, vb.resource, sb.resource, posb.resource], [c * nHeads, nChunks]);
+          this.dispatch('attention-combine', () => shaders.ATTENTION_COMBINE, [c * nHeads, headDim, nChunks, sb.off, ob.off], [sb.resource, ob.resource], c * nHeads);
+        } else {
+          this.dispatch('attention', () => shaders.ATTENTION, [c, ...scalars, qb.off, ob.off, kb.off, vb.off, t0, nTokens], [qb.resource, kb.resource, vb.resource, ob.resource, posb.resource, sb.resource], c * nHeads);
+        }
       }
     } finally {
       this.free(scratch);
@@ -566,6 +587,8 @@ export type WebGpuBackendInstance = TensorBackend & {
   readonly maxBinding: number;
   readonly device: GPUDevice;
   memoryBytes(): number;
+  kernelDispatches(): Record<string, number>;
+  readonly splitSlots: number;
   settle(): Promise<void>;
   softcap(x: Tensor, count: number, cap: number): void;
 };
@@ -575,5 +598,5 @@ export type WebGpuBackendInstance = TensorBackend & {
  * Throws GpuUnavailableError when no adapter can be created.
  */
 export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): Promise<WebGpuBackendInstance> {
-  return new WebGpuBackend(await acquireDevice(options), options.maxBindingBytes);
+  return new WebGpuBackend(await acquireDevice(options), options);
 }

@@ -377,3 +377,128 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     O[p.oOff + th * p.headDim + d] = select(0.0, acc / total, total > 0.0);
   }
 }`;
+
+/** Slots per workgroup of the split attention (ATTENTION_PART): the scores of a range live in workgroup memory. */
+export const SPLIT_SLOTS = 256;
+
+/**
+ * Attention split over slots ("flash decoding"), for long caches: workgroup (th, c) takes query
+ * token / head th and slots [c * 256, c * 256 + 256): masked, scaled, soft-capped scores in
+ * workgroup memory, their max m, sum l = sum exp(s - m) and unnormalized output sum exp(s - m) v,
+ * written as one partial [m, l, out[headDim]] per (th, c). ATTENTION_COMBINE merges them.
+ * Many workgroups share one (token, head), so a single decoded token still fills the GPU.
+ */
+export const ATTENTION_PART = /* wgsl */ `${COMMON}
+struct P { nTokens: u32, nSlots: u32, nHeads: u32, nKvHeads: u32, headDim: u32, window: i32, scale: f32, softcap: f32,
+           qOff: u32, ptOff: u32, kOff: u32, vOff: u32, qpOff: u32, spOff: u32, nChunks: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(4) var<storage, read_write> PT: array<f32>;
+@group(0) @binding(5) var<storage, read> POS: array<i32>;
+const CH: u32 = ${SPLIT_SLOTS}u;
+const MASKED: f32 = -3.0e38;
+var<workgroup> sc: array<f32, CH>;
+var<workgroup> red: array<f32, 64>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let th = wg.x;
+  let ch = wg.y;
+  if (th >= p.nTokens * p.nHeads || ch >= p.nChunks) { return; }
+  let t = th / p.nHeads;
+  let h = th % p.nHeads;
+  let kvDim = p.nKvHeads * p.headDim;
+  let ko = (h / (p.nHeads / p.nKvHeads)) * p.headDim;
+  let qo = p.qOff + th * p.headDim;
+  let qp = POS[p.qpOff + t];
+  let s0 = ch * CH;
+  let s1 = min(s0 + CH, p.nSlots);
+  var mx = MASKED;
+  for (var j = li; j < CH; j += 64u) {
+    let s = s0 + j;
+    var v = MASKED;
+    if (s < s1) {
+      let kp = POS[p.spOff + s];
+      if (kp >= 0 && kp <= qp && qp - kp < p.window) {
+        var d = 0.0;
+        let kb = p.kOff + s * kvDim + ko;
+        for (var i = 0u; i < p.headDim; i++) { d += Q[qo + i] * K[kb + i]; }
+        d *= p.scale;
+        if (p.softcap > 0.0) { d = p.softcap * tanh_safe(d / p.softcap); }
+        v = d;
+        mx = max(mx, d);
+      }
+    }
+    sc[j] = v;
+  }
+  red[li] = mx;
+  workgroupBarrier();
+  for (var k = 32u; k > 0u; k >>= 1u) {
+    if (li < k) { red[li] = max(red[li], red[li + k]); }
+    workgroupBarrier();
+  }
+  let m = red[0];
+  workgroupBarrier();
+  var sum = 0.0;
+  for (var j = li; j < CH; j += 64u) {
+    var e = 0.0;
+    if (sc[j] > MASKED) { e = exp(sc[j] - m); }
+    sc[j] = e;
+    sum += e;
+  }
+  red[li] = sum;
+  workgroupBarrier();
+  for (var k = 32u; k > 0u; k >>= 1u) {
+    if (li < k) { red[li] += red[li + k]; }
+    workgroupBarrier();
+  }
+  let base = p.ptOff + (th * p.nChunks + ch) * (p.headDim + 2u);
+  if (li == 0u) {
+    PT[base] = m;
+    PT[base + 1u] = red[0];
+  }
+  let n = s1 - s0;
+  for (var d = li; d < p.headDim; d += 64u) {
+    var acc = 0.0;
+    for (var j = 0u; j < n; j++) {
+      let e = sc[j];
+      if (e > 0.0) { acc += e * V[p.vOff + (s0 + j) * kvDim + ko + d]; }
+    }
+    PT[base + 2u + d] = acc;
+  }
+}`;
+
+/**
+ * Merges the partials of ATTENTION_PART, one workgroup per (token, head): M = max m_c,
+ * L = sum l_c exp(m_c - M), out = sum out_c exp(m_c - M) / L (0 when no slot is visible).
+ */
+export const ATTENTION_COMBINE = /* wgsl */ `${COMMON}
+struct P { nTh: u32, headDim: u32, nChunks: u32, ptOff: u32, oOff: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> PT: array<f32>;
+@group(0) @binding(2) var<storage, read_write> O: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let th = gid(wg);
+  if (th >= p.nTh) { return; }
+  let stride = p.headDim + 2u;
+  let b0 = p.ptOff + th * p.nChunks * stride;
+  var mx = -3.0e38;
+  for (var c = 0u; c < p.nChunks; c++) {
+    if (PT[b0 + c * stride + 1u] > 0.0) { mx = max(mx, PT[b0 + c * stride]); }
+  }
+  var total = 0.0;
+  for (var c = 0u; c < p.nChunks; c++) {
+    let l = PT[b0 + c * stride + 1u];
+    if (l > 0.0) { total += l * exp(PT[b0 + c * stride] - mx); }
+  }
+  for (var d = li; d < p.headDim; d += 64u) {
+    var acc = 0.0;
+    for (var c = 0u; c < p.nChunks; c++) {
+      let b = b0 + c * stride;
+      if (PT[b + 1u] > 0.0) { acc += PT[b + 2u + d] * exp(PT[b] - mx); }
+    }
+    O[p.oOff + th * p.headDim + d] = select(0.0, acc / total, total > 0.0);
+  }
+}`;
