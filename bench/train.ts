@@ -5,14 +5,16 @@
  *   (a) full fine-tuning of a ~100M-parameter Gemma-3-shaped model in f32;
  *   (b) LoRA rank 8, all-linear, on gemma-2b shapes with Q4_0 and Q8_0 base weights (PyTorch: f32 base).
  * Random weights, sequence 256, batch 1. Flags: --case a|b|all, --layers N (fewer layers for a
- * quick run), --seq N, --steps N (best of), --threads N, --rounds N.
+ * quick run), --seq N, --steps N (best of), --threads N (both engines: gemma-ts's kernel threads
+ * and torch.set_num_threads), --rounds N, --types q4_0,q8_0.
+ * Run it pinned (taskset -c 1 npm run bench:train) on a shared machine: the children inherit the
+ * CPU set, which the output names, so both engines get the same cores.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { quantizeModel } from '../src/formats/convert.js';
-import { writeSafetensors } from '../src/formats/safetensors.js';
 import { sequenceForwardBackward } from '../src/train/backward.js';
 import { loadTrainModel } from '../src/train/checkpoint-io.js';
 import { addLoraLayers, ALL_LINEAR } from '../src/train/lora.js';
@@ -31,13 +33,14 @@ interface Result {
   tokens_per_s: number;
   step_s: number;
   peak_rss_mb: number;
+  threads: number;
 }
 
 // ------------------------------------------------------------------ worker: one engine, one case
 if (flag('worker', '') === 'ours') {
   const dir = flag('model', '');
   const seq = Number(flag('seq', '256')), steps = Number(flag('steps', '2')), rank = Number(flag('lora-rank', '0'));
-  const { model } = await loadTrainModel(dir, { trainable: rank === 0 });
+  const { model } = await loadTrainModel(dir, { trainable: rank === 0, threads: Number(flag('threads', '1')), noTokenizer: true });
   if (rank) addLoraLayers(model, { rank, alpha: 16, dropout: 0, rslora: false, targets: [...ALL_LINEAR] });
   const V = model.config.vocabSize;
   const ids = Array.from({ length: seq }, (_, i) => (7 + 13 * i) % V);
@@ -48,7 +51,7 @@ if (flag('worker', '') === 'ours') {
     sequenceForwardBackward(model, { ids }, 1 / (seq - 1));
     best = Math.min(best, (performance.now() - t0) / 1000);
   }
-  const r: Result = { tokens_per_s: seq / best, step_s: best, peak_rss_mb: process.resourceUsage().maxRSS / 1024 };
+  const r: Result = { tokens_per_s: seq / best, step_s: best, peak_rss_mb: process.resourceUsage().maxRSS / 1024, threads: (model.matmul as { threads?: number }).threads ?? 1 };
   process.stdout.write(JSON.stringify(r));
   process.exit(0);
 }
@@ -59,24 +62,43 @@ const threads = flag('threads', '1');
 const which = flag('case', 'all');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gemma-bench-train-'));
 
+/** A random f32 checkpoint, written one tensor at a time (gemma-2b shapes are 10 GB of f32). */
 function writeModel(name: string, cfg: Record<string, unknown>): string {
   const dir = path.join(tmp, name);
   fs.mkdirSync(dir);
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
   const { config } = normalizeHfConfig(cfg);
   const rnd = mulberry32(1);
-  const tensors = tensorLayout(config).map(({ name: n, shape, kind }) => {
-    const v = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    const scale = kind === 'norm' ? 0.1 : 0.02;
-    for (let i = 0; i < v.length; i++) v[i] = (rnd() - 0.5) * 2 * scale;
-    return { name: 'model.' + n, dtype: 'f32' as const, shape, data: new Uint8Array(v.buffer) };
-  });
-  writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+  const layout = tensorLayout(config);
+  const header: Record<string, unknown> = {};
+  let offset = 0;
+  for (const t of layout) {
+    const bytes = 4 * t.shape.reduce((a, b) => a * b, 1);
+    header['model.' + t.name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - ((8 + json.length) % 8)) % 8);
+  const fd = fs.openSync(path.join(dir, 'model.safetensors'), 'w');
+  try {
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    fs.writeSync(fd, len);
+    fs.writeSync(fd, Buffer.from(json));
+    for (const { shape, kind } of layout) {
+      const v = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      const scale = kind === 'norm' ? 0.1 : 0.02;
+      for (let i = 0; i < v.length; i++) v[i] = (rnd() - 0.5) * 2 * scale;
+      fs.writeSync(fd, new Uint8Array(v.buffer));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
   return dir;
 }
 
 function runOurs(model: string, rank: number): Result {
-  const out = execFileSync(process.execPath, [process.argv[1]!, '--worker', 'ours', '--model', model, '--seq', seq, '--steps', steps, '--lora-rank', String(rank)], {
+  const out = execFileSync(process.execPath, [...process.execArgv, process.argv[1]!, '--worker', 'ours', '--model', model, '--seq', seq, '--steps', steps, '--threads', threads, '--lora-rank', String(rank)], {
     env: { ...process.env }, maxBuffer: 1 << 20,
   });
   return JSON.parse(out.toString()) as Result;
@@ -96,14 +118,25 @@ const gemma2b = (layers: number) => ({
   num_attention_heads: 8, num_key_value_heads: 1, head_dim: 256, max_position_embeddings: 8192,
 });
 
+/** The CPUs this process may run on (taskset), from /proc (Linux), else the count. */
+function cpusAllowed(): string {
+  try {
+    const m = /Cpus_allowed_list:\s*(\S+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (m) return m[1]!;
+  } catch {
+    // not Linux
+  }
+  return `${os.availableParallelism()} (all)`;
+}
+
 function report(label: string, ours: Result[], torch: Result[]): void {
   const best = (rs: Result[]) => rs.reduce((a, r) => (r.tokens_per_s > a.tokens_per_s ? r : a));
   const o = best(ours), t = best(torch);
-  console.log(`${label}: gemma-ts ${o.tokens_per_s.toFixed(1)} tok/s, peak RSS ${o.peak_rss_mb.toFixed(0)} MB | PyTorch ${t.tokens_per_s.toFixed(1)} tok/s, ${t.peak_rss_mb.toFixed(0)} MB | speed ${(o.tokens_per_s / t.tokens_per_s).toFixed(2)}x, memory ${(o.peak_rss_mb / t.peak_rss_mb).toFixed(2)}x`);
+  console.log(`${label}: gemma-ts ${o.tokens_per_s.toFixed(2)} tok/s (${o.step_s.toFixed(1)} s/step, ${o.threads} thread${o.threads > 1 ? 's' : ''}), peak RSS ${o.peak_rss_mb.toFixed(0)} MB | PyTorch ${t.tokens_per_s.toFixed(2)} tok/s (${t.step_s.toFixed(1)} s/step, ${t.threads} thread${t.threads > 1 ? 's' : ''}), ${t.peak_rss_mb.toFixed(0)} MB | speed ${(o.tokens_per_s / t.tokens_per_s).toFixed(2)}x, memory ${(o.peak_rss_mb / t.peak_rss_mb).toFixed(2)}x`);
 }
 
 try {
-  console.log(`bench:train  seq ${seq}, batch 1, best of ${steps} steps, ${rounds} alternating rounds, PyTorch threads ${threads} (gemma-ts kernels: 1 thread)`);
+  console.log(`bench:train  seq ${seq}, batch 1, best of ${steps} steps, ${rounds} alternating rounds, ${threads} thread(s) for both engines, CPUs allowed: ${cpusAllowed()}`);
   if (which === 'a' || which === 'all') {
     const dir = writeModel('a', gemma3Small(Number(flag('layers', '14'))));
     const ours: Result[] = [], torch: Result[] = [];
@@ -114,8 +147,10 @@ try {
     report('(a) full fine-tuning, ~100M Gemma-3-shaped f32', ours, torch);
   }
   if (which === 'b' || which === 'all') {
-    const dir = writeModel('b', gemma2b(Number(flag('layers', '18'))));
-    for (const type of ['q4_0', 'q8_0'] as const) {
+    const layers = Number(flag('layers', '18'));
+    const dir = writeModel('b', gemma2b(layers));
+    if (layers !== 18) console.log(`(b) uses ${layers} of gemma-2b's 18 layers (full 256k x 2048 embedding, full-size layers)`);
+    for (const type of flag('types', 'q4_0,q8_0').split(',') as Array<'q4_0' | 'q8_0'>) {
       const gguf = path.join(tmp, `b.${type}.gguf`);
       await quantizeModel(dir, gguf, { type });
       const ours: Result[] = [], torch: Result[] = [];

@@ -7,6 +7,10 @@
 // tile of C stays in registers for a whole pass over k (12 vector registers); columns are taken in
 // panels of 64 so that the panel of B is reused from cache by every row tile.
 // No fused multiply-add: the same sums in the same order on every runtime (deterministic).
+// Threads (src/backend/wasm/pool.ts): the *_t entry points take a range of output-row units as
+// their first two arguments, so a call can be split over worker threads. Every output element is
+// summed by one thread in the same order whatever the split: results do not depend on the thread
+// count.
 
 const PANEL: i32 = 64;
 
@@ -105,9 +109,10 @@ export function transpose(src: usize, dst: usize, rows: i32, cols: i32): void {
 // C[r, j] = sum_k A[r, k] * B[j, k] (both row-major along k, K % 4 == 0) for r in [r0, r1),
 // j < m, m % 4 == 0: the forward product x W^T without a transposed copy. Tiles of 2 rows of A
 // x 4 rows of B (8 vector accumulators), B taken in panels of 32 rows so they stay in cache.
-export function gemm_nt(a: usize, b: usize, c: usize, r0: i32, r1: i32, m: i32, K: i32): void {
+// ldc: the row stride of C in floats (>= m), so that C may be a column block of a wider matrix.
+export function gemm_nt(a: usize, b: usize, c: usize, r0: i32, r1: i32, m: i32, K: i32, ldc: i32): void {
   const rowB = <usize>K << 2;
-  const cRow = <usize>m << 2;
+  const cRow = <usize>ldc << 2;
   for (let j0 = 0; j0 < m; j0 += 32) {
     const j1 = min(j0 + 32, m);
     let r = r0;
@@ -140,6 +145,94 @@ export function gemm_nt(a: usize, b: usize, c: usize, r0: i32, r1: i32, m: i32, 
           p3 = madd(u, v128.load(w3 + o), p3);
         }
         v128.store(c + <usize>r * cRow + (<usize>j << 2), hsum4(p0, p1, p2, p3));
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- threaded entry points
+
+// The pool calls set_thread(index) on each thread's instance; these kernels keep no per-thread state.
+export function set_thread(i: i32): void {}
+
+// gemm over groups of 4 output rows: rows [4 g0, min(4 g1, rows)).
+export function gemm_t(g0: i32, g1: i32, a: usize, sr: i32, sk: i32, b: usize, c: usize, rows: i32, m: i32, K: i32, accumulate: i32): void {
+  gemm(a, sr, sk, b, c, g0 << 2, min(g1 << 2, rows), m, K, accumulate);
+}
+
+// gemm_nt over pairs of output rows: rows [2 g0, min(2 g1, rows)).
+export function gemm_nt_t(g0: i32, g1: i32, a: usize, b: usize, c: usize, rows: i32, m: i32, K: i32, ldc: i32): void {
+  gemm_nt(a, b, c, g0 << 1, min(g1 << 1, rows), m, K, ldc);
+}
+
+// ---------------------------------------------------------------- frozen weights in their stored type
+// Rows [r0, r1) of a [rows, cols] matrix stored as `kind` at src (row 0 at src) to f32 at dst
+// (row r at dst + r * cols * 4), with the same values as src/formats/quant.ts's decoders:
+// kind 1 = f16, 2 = bf16, 3 = Q8_0 (34-byte blocks of 32), 4 = Q4_0 (18-byte blocks of 32),
+// 5 = Q6_K (210-byte blocks of 256).
+
+@inline function h2f(h: u32): f32 {
+  const s = (h & 0x8000) << 16;
+  const e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e == 0) {
+    const v = <f32>m * 5.9604644775390625e-8;
+    return s ? -v : v;
+  }
+  if (e == 31) return reinterpret<f32>(s | 0x7f800000 | (m << 13));
+  return reinterpret<f32>(s | ((e + 112) << 23) | (m << 13));
+}
+
+export function dequant_t(r0: i32, r1: i32, kind: i32, src: usize, dst: usize, cols: i32): void {
+  let rowBytes: usize = 0;
+  if (kind == 1 || kind == 2) rowBytes = <usize>cols << 1;
+  else if (kind == 3) rowBytes = <usize>(cols >> 5) * 34;
+  else if (kind == 4) rowBytes = <usize>(cols >> 5) * 18;
+  else if (kind == 5) rowBytes = <usize>(cols >> 8) * 210;
+  for (let r = r0; r < r1; r++) {
+    const p0 = src + <usize>r * rowBytes;
+    let y = dst + ((<usize>r * <usize>cols) << 2);
+    if (kind == 1) {
+      for (let i = 0; i < cols; i++) store<f32>(y + (<usize>i << 2), h2f(load<u16>(p0 + (<usize>i << 1))));
+    } else if (kind == 2) {
+      for (let i = 0; i < cols; i++) store<u32>(y + (<usize>i << 2), <u32>load<u16>(p0 + (<usize>i << 1)) << 16);
+    } else if (kind == 3) {
+      for (let p = p0; p < p0 + rowBytes; p += 34) {
+        const d = h2f(load<u16>(p));
+        for (let j: usize = 0; j < 32; j++) store<f32>(y + (j << 2), <f32>load<i8>(p + 2 + j) * d);
+        y += 128;
+      }
+    } else if (kind == 4) {
+      for (let p = p0; p < p0 + rowBytes; p += 18) {
+        const d = h2f(load<u16>(p));
+        for (let j: usize = 0; j < 16; j++) {
+          const q = <i32>load<u8>(p + 2 + j);
+          store<f32>(y + (j << 2), <f32>((q & 15) - 8) * d);
+          store<f32>(y + (j << 2) + 64, <f32>((q >> 4) - 8) * d);
+        }
+        y += 128;
+      }
+    } else if (kind == 5) {
+      for (let p = p0; p < p0 + rowBytes; p += 210) {
+        const d = h2f(load<u16>(p + 208));
+        let ql = p, qh = p + 128, sc = p + 192;
+        for (let half = 0; half < 2; half++) {
+          for (let l: usize = 0; l < 32; l++) {
+            const is = l >> 4;
+            const h = <i32>load<u8>(qh + l), a = <i32>load<u8>(ql + l), c = <i32>load<u8>(ql + l + 32);
+            const q1 = ((a & 15) | ((h & 3) << 4)) - 32;
+            const q2 = ((c & 15) | (((h >> 2) & 3) << 4)) - 32;
+            const q3 = ((a >> 4) | (((h >> 4) & 3) << 4)) - 32;
+            const q4 = ((c >> 4) | (((h >> 6) & 3) << 4)) - 32;
+            store<f32>(y + (l << 2), d * <f32>load<i8>(sc + is) * <f32>q1);
+            store<f32>(y + (l << 2) + 128, d * <f32>load<i8>(sc + is + 2) * <f32>q2);
+            store<f32>(y + (l << 2) + 256, d * <f32>load<i8>(sc + is + 4) * <f32>q3);
+            store<f32>(y + (l << 2) + 384, d * <f32>load<i8>(sc + is + 6) * <f32>q4);
+          }
+          y += 512;
+          ql += 64;
+          qh += 32;
+          sc += 8;
+        }
       }
     }
   }

@@ -107,7 +107,7 @@ export function registerFinetuneCommand(program: Command, io: CliIO = defaultIO(
       const targets = lora ? resolveTargets(flags.targets) : [];
       const { model, tokenizer } = await loadTrainModel(flags.model, { backend: flags.backend, trainable: !lora });
       if (lora) addLoraLayers(model, { rank: flags.rank, alpha: flags.alpha, dropout: flags.dropout, rslora: flags.rslora === true, targets }, flags.seed);
-      const data = loadDataset(flags.data, tokenizer, { maxSeqLen: flags.maxSeqLen, pack: flags.pack, vocabSize: model.weights.embed.shape[0]! });
+      const data = loadDataset(flags.data, tokenizer, { maxSeqLen: flags.maxSeqLen, pack: flags.pack, vocabSize: model.weights.embed.rows });
       let resumed: ReturnType<typeof loadCheckpoint> | undefined;
       if (flags.resume !== undefined) {
         const dir = typeof flags.resume === 'string' ? flags.resume : latestCheckpoint(flags.out);

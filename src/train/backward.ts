@@ -67,7 +67,7 @@ export function layerBackward(ctx: SequenceContext, L: TrainLayer, layer: number
 
 /** Backward of the embedding lookup x sqrt(H): the input use of the tied table. */
 export function embedBackward(model: TrainModel, ids: readonly number[], dx: Float32Array): void {
-  const G = model.weights.embed.grad;
+  const G = model.weights.embed.param?.grad;
   if (!G) return;
   const H = model.config.hiddenSize;
   const scale = Math.fround(model.config.embedScale);

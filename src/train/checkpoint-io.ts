@@ -23,6 +23,8 @@ export interface LoadTrainOptions {
   trainable?: boolean;
   /** With trainable: allocate gradients (default true). */
   grads?: boolean;
+  /** Threads of the wasm kernels (default: the physical cores); results do not depend on it. */
+  threads?: number;
   noTokenizer?: boolean;
 }
 
@@ -32,7 +34,7 @@ export async function loadTrainModel(spec: string, options: LoadTrainOptions = {
   const opened = openTrainSource(p);
   try {
     const b = options.backend ?? 'wasm';
-    const matmul = b === 'js' ? jsMatmul : b === 'wasm' ? createWasmMatmul() : b;
+    const matmul = b === 'js' ? jsMatmul : b === 'wasm' ? await createWasmMatmul({ threads: options.threads }) : b;
     const model = trainModelFromSource(opened.source, opened.config, { path: p, format: opened.format, rawConfig: opened.rawConfig }, { trainable: options.trainable, grads: options.grads, matmul });
     let tokenizer: Tokenizer | undefined;
     if (!options.noTokenizer) {
@@ -92,7 +94,7 @@ export function hfConfigOf(model: TrainModel): Record<string, unknown> {
   const cfg: Record<string, unknown> = {
     architectures: [c.family === 'gemma' ? 'GemmaForCausalLM' : c.family === 'gemma2' ? 'Gemma2ForCausalLM' : 'Gemma3ForCausalLM'],
     model_type: modelType,
-    vocab_size: model.weights.embed.shape[0],
+    vocab_size: model.weights.embed.rows,
     hidden_size: c.hiddenSize,
     intermediate_size: c.intermediateSize,
     num_hidden_layers: c.numLayers,

@@ -142,10 +142,11 @@ export function layerForward(ctx: SequenceContext, L: TrainLayer, layer: number,
 export function embedForward(model: TrainModel, ids: readonly number[]): Float32Array {
   const H = model.config.hiddenSize;
   const scale = Math.fround(model.config.embedScale);
-  const E = model.weights.embed.data;
   const x = new Float32Array(ids.length * H);
   ids.forEach((id, t) => {
-    for (let i = 0; i < H; i++) x[t * H + i] = E[id * H + i]! * scale;
+    const row = x.subarray(t * H, (t + 1) * H);
+    model.weights.embed.readRow(id, row);
+    for (let i = 0; i < H; i++) row[i] = row[i]! * scale;
   });
   return x;
 }

@@ -35,7 +35,7 @@ function logitsOf(model: TrainModel, xL: Float32Array, rows: number[], xn: Float
   const H = c.hiddenSize, V = c.vocabSize;
   rows.forEach((t, r) => xRows.set(xL.subarray(t * H, (t + 1) * H), r * H));
   rmsNormForward(xRows, model.weights.finalNorm.data, rows.length, H, c.rmsNormEps, xn, rstd);
-  model.matmul.xwt(xn, model.weights.embed.data, rows.length, H, V, logits);
+  model.weights.embed.forward(xn, rows.length, logits);
   const cap = c.finalSoftcap;
   if (cap > 0) for (let i = 0; i < rows.length * V; i++) logits[i] = cap * Math.tanh(logits[i]! / cap);
 }
@@ -88,9 +88,8 @@ export function headForwardBackward(model: TrainModel, xL: Float32Array, ids: re
     if (!backward) continue;
     const sub = logits.subarray(0, m * V);
     dxn!.fill(0);
-    model.matmul.dyw(sub, model.weights.embed.data, m, H, V, dxn!);
-    const E = model.weights.embed;
-    if (E.grad) model.matmul.dytx(sub, xn.subarray(0, m * H), m, H, V, E.grad);
+    // dxn = dlogits E; E's gradient (its output use) when it trains
+    model.weights.embed.backward(sub, xn.subarray(0, m * H), m, dxn!);
     rmsNormBackward(xRows, model.weights.finalNorm.data, rstd, dxn!, m, H, dRows!, model.weights.finalNorm.grad, false);
     rows.forEach((t, r) => dx!.set(dRows!.subarray(r * H, (r + 1) * H), t * H));
   }

@@ -6,7 +6,16 @@
  * `jsMatmul` is the readable reference (f64 sums); ./wasm-matmul.ts implements the same
  * contract with WebAssembly SIMD kernels.
  */
+import type { DType } from '../formats/dtype.js';
 import type { AttentionShape } from './ops.js';
+
+/** A frozen weight matrix [rows, cols] in its stored type (row-major blocks, as in a checkpoint). */
+export interface FrozenWeight {
+  readonly dtype: DType;
+  readonly rows: number;
+  readonly cols: number;
+  readonly data: Uint8Array;
+}
 
 export interface MatmulKernels {
   readonly name: string;
@@ -16,6 +25,12 @@ export interface MatmulKernels {
   dyw(dy: Float32Array, w: Float32Array, n: number, inDim: number, outDim: number, dx: Float32Array): void;
   /** dW[out, in] += dy[n, out]^T . x[n, in]. */
   dytx(dy: Float32Array, x: Float32Array, n: number, inDim: number, outDim: number, dw: Float32Array): void;
+  /**
+   * Optional products with a frozen weight in its stored type, decoded block by block inside the
+   * kernels: y = x W^T (overwritten) and dx += dy W. false = not handled (the caller decodes).
+   */
+  xwtFrozen?(x: Float32Array, w: FrozenWeight, n: number, y: Float32Array): boolean;
+  dywFrozen?(dy: Float32Array, w: FrozenWeight, n: number, dx: Float32Array): boolean;
   /**
    * Optional fast attention (else ./ops.ts's): out [n, nHeads * hd] and lse [n * nHeads], the
    * log-sum-exp of each (token, head) row of scores, which the backward reads.

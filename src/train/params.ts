@@ -37,6 +37,17 @@ export interface TrainLinear {
   backward(dy: Float32Array, x: Float32Array, n: number, dx: Float32Array): void;
 }
 
+/**
+ * The tied token embedding [vocab, H]: rows gathered for the input and, as a linear layer, the
+ * output projection (logits = x E^T; backward dx += dy E, and E's gradient when trainable).
+ */
+export interface TrainEmbedding extends TrainLinear {
+  /** Row `id` as f32 into out[0:cols]. */
+  readRow(id: number, out: Float32Array): void;
+  /** The trainable f32 table (full fine-tuning); absent when the table is frozen in its stored type. */
+  readonly param?: Param;
+}
+
 /** A trainable f32 weight matrix. */
 export class FullLinear implements TrainLinear {
   readonly rows: number;
@@ -57,12 +68,20 @@ export class FullLinear implements TrainLinear {
   }
 }
 
+/** The embedding as a trainable f32 table. */
+export class EmbeddingParam extends FullLinear implements TrainEmbedding {
+  readRow(id: number, out: Float32Array): void {
+    out.set(this.param.data.subarray(id * this.cols, (id + 1) * this.cols));
+  }
+}
+
 /**
  * A frozen weight matrix in its stored type (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k): the base of
- * a LoRA layer. Products decode blocks of rows to f32 on the fly (f32 is used in place), so the
- * model stays in the memory of its stored weights.
+ * a LoRA layer, and the tied embedding under LoRA. Products decode blocks of rows to f32 on the
+ * fly - inside the kernels when they offer it (MatmulKernels.xwtFrozen / dywFrozen), else here
+ * (f32 is used in place) - so the model stays in the memory of its stored weights.
  */
-export class FrozenLinear implements TrainLinear {
+export class FrozenLinear implements TrainEmbedding {
   private readonly f32: Float32Array | undefined;
   /** Rows decoded per block (a multiple of 4, about 4 MB of f32). */
   private readonly block: number;
@@ -86,8 +105,13 @@ export class FrozenLinear implements TrainLinear {
     }
     return out.subarray(0, (r1 - r0) * this.cols);
   }
+  readRow(id: number, out: Float32Array): void {
+    if (this.f32) out.set(this.f32.subarray(id * this.cols, (id + 1) * this.cols));
+    else decodeRow(this.dtype, this.data, id, this.cols, out);
+  }
   forward(x: Float32Array, n: number, y: Float32Array): void {
     if (this.f32) return this.mm.xwt(x, this.f32, n, this.cols, this.rows, y);
+    if (this.mm.xwtFrozen?.(x, this, n, y)) return;
     const buf = new Float32Array(this.block * this.cols), part = new Float32Array(n * this.block);
     for (let r0 = 0; r0 < this.rows; r0 += this.block) {
       const r1 = Math.min(this.rows, r0 + this.block), m = r1 - r0;
@@ -97,6 +121,7 @@ export class FrozenLinear implements TrainLinear {
   }
   backward(dy: Float32Array, _x: Float32Array, n: number, dx: Float32Array): void {
     if (this.f32) return this.mm.dyw(dy, this.f32, n, this.cols, this.rows, dx);
+    if (this.mm.dywFrozen?.(dy, this, n, dx)) return;
     const buf = new Float32Array(this.block * this.cols), part = new Float32Array(n * this.block);
     for (let r0 = 0; r0 < this.rows; r0 += this.block) {
       const r1 = Math.min(this.rows, r0 + this.block), m = r1 - r0;
@@ -123,7 +148,7 @@ export interface TrainLayer {
 }
 
 export interface TrainWeights {
-  embed: Param;
+  embed: TrainEmbedding;
   layers: TrainLayer[];
   finalNorm: Param;
 }
@@ -231,8 +256,8 @@ export interface BuildOptions {
   matmul?: MatmulKernels;
   /**
    * true (default): every tensor as a trainable f32 Param (full fine-tuning). false: a frozen
-   * base for LoRA - linear layers stay in their stored type (FrozenLinear), the embedding and
-   * norms are f32 without gradients.
+   * base for LoRA - linear layers and the tied embedding stay in their stored type
+   * (FrozenLinear), the norms are f32 without gradients.
    */
   trainable?: boolean;
   /** With trainable: allocate gradient buffers (default true; false for merging). */
@@ -256,7 +281,7 @@ export function trainModelFromSource(source: TensorSource, config: ModelConfig, 
       throw new ModelError(`tensor "${prefix + name}" has shape [${info.shape.join(', ')}], config expects [${shape.join(', ')}]`);
     }
     dtypes.set(name, info.dtype);
-    if (!trainable && kind === 'matrix') {
+    if (!trainable && kind !== 'norm') {
       frozen.set(name, new FrozenLinear(info.dtype, shape[0]!, shape[1]!, source.read(prefix + name), mm));
       return;
     }
@@ -275,6 +300,7 @@ export function groupWeights(config: ModelConfig, params: Param[], mm: MatmulKer
     return p;
   };
   const lin = (name: string): TrainLinear => frozen?.get(name) ?? new FullLinear(get(name), mm);
+  const embed = frozen?.get('embed_tokens.weight') ?? new EmbeddingParam(get('embed_tokens.weight'), mm);
   const layers: TrainLayer[] = [];
   for (let i = 0; i < config.numLayers; i++) {
     const p = `layers.${i}.`;
@@ -299,7 +325,7 @@ export function groupWeights(config: ModelConfig, params: Param[], mm: MatmulKer
     }
     layers.push(layer);
   }
-  return { embed: get('embed_tokens.weight'), layers, finalNorm: get('norm.weight') };
+  return { embed, layers, finalNorm: get('norm.weight') };
 }
 
 /** Open a Hugging Face directory or a GGUF file for training. */

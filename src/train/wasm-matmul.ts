@@ -4,22 +4,45 @@
  * strides so that dy^T needs no copy, and the forward product x W^T as dot products along rows
  * (gemm_nt). Operands are copied into the module's memory per call (O(size) against the
  * product's O(size x n)). Falls back to the JS kernels when a dimension is not a multiple of 4.
+ *
+ * Threads: `WasmMatmul.create({ threads })` splits each product over the wasm backend's worker
+ * pool (src/backend/wasm/pool.ts) by output rows; each output element is summed by one thread in a
+ * fixed order, so results are bit-identical for every thread count (training stays deterministic).
+ * Frozen weights in their stored type (LoRA bases, the tied embedding) are decoded block by block
+ * inside the module (f16 / bf16 / Q8_0 / Q4_0 / Q6_K by threaded kernels, other types by the JS
+ * decoders) and multiplied there, never held as f32.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ModelError } from '../errors.js';
-import { jsMatmul, type MatmulKernels } from './matmul.js';
+import { ThreadPool } from '../backend/wasm/pool.js';
+import { decodeRow, rowBytes } from '../backend/js/decode.js';
+import { ModelError, UsageError } from '../errors.js';
+import type { DType } from '../formats/dtype.js';
+import { physicalCores } from '../platform/threads.js';
+import { jsMatmul, type FrozenWeight, type MatmulKernels } from './matmul.js';
 import type { AttentionShape } from './ops.js';
 
 const PAGE = 65536;
 const BASE = 4096;
 const K_BLOCK = 128;
 
-type Gemm = (a: number, sr: number, sk: number, b: number, c: number, r0: number, r1: number, m: number, K: number, accumulate: number) => void;
+/** Kernels the pool runs (f(start, end, ...args) over output-row units), by index. */
+const POOL_KERNELS = ['gemm_t', 'gemm_nt_t', 'dequant_t'] as const;
+const K_GEMM = 0, K_GEMM_NT = 1, K_DEQUANT = 2;
+/** dequant_t's kind per stored type (others are decoded in JS). */
+const DEQUANT_KIND: Partial<Record<DType, number>> = { f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q6_k: 5 };
+type KernelFn = (...args: number[]) => void;
+
+/** Rows of a frozen weight decoded per block: about 2 MB of f32, a multiple of K_BLOCK when possible. */
+function frozenBlockRows(cols: number): number {
+  const rows = Math.floor((1 << 19) / cols);
+  return rows >= K_BLOCK ? rows - (rows % K_BLOCK) : Math.max(4, rows - (rows % 4));
+}
+
 type AttnFwd = (q: number, k: number, v: number, out: number, lse: number, n: number, nHeads: number, nKv: number, hd: number, window: number, scale: number, cap: number, doc: number, scratch: number) => void;
 type AttnBwd = (q: number, k: number, v: number, dout: number, lse: number, dq: number, dk: number, dv: number, n: number, nHeads: number, nKv: number, hd: number, window: number, scale: number, cap: number, doc: number, scratch: number) => void;
-type GemmNT = (a: number, b: number, c: number, r0: number, r1: number, m: number, K: number) => void;
+
 
 /** The kernel's window argument: Infinity (global layers) as the largest i32. */
 function windowArg(w: number): number {
@@ -36,24 +59,69 @@ function kernelFile(): string {
 
 let compiled: WebAssembly.Module | undefined;
 
+function compiledKernels(): WebAssembly.Module {
+  return (compiled ??= new WebAssembly.Module(readFileSync(kernelFile())));
+}
+
+function newMemory(): WebAssembly.Memory {
+  return new WebAssembly.Memory({ initial: 2, maximum: 65536, shared: true });
+}
+
+export interface WasmMatmulOptions {
+  /** Worker threads (the calling thread included); default: the physical cores. 1 = no workers. */
+  threads?: number;
+}
+
 export class WasmMatmul implements MatmulKernels {
   readonly name = 'wasm';
   private readonly memory: WebAssembly.Memory;
-  private readonly gemm: Gemm;
-  private readonly gemmNT: GemmNT;
   private readonly attnFwd: AttnFwd;
   private readonly attnBwd: AttnBwd;
+  /** The pool kernels on this thread (used when there is no pool). */
+  private readonly local: KernelFn[];
   private f32: Float32Array;
 
-  constructor() {
-    compiled ??= new WebAssembly.Module(readFileSync(kernelFile()));
-    this.memory = new WebAssembly.Memory({ initial: 2, maximum: 65536, shared: true });
-    const inst = new WebAssembly.Instance(compiled, { env: { memory: this.memory, abort: () => { throw new ModelError('training kernel abort'); } } });
-    this.gemm = inst.exports.gemm as Gemm;
-    this.gemmNT = inst.exports.gemm_nt as GemmNT;
+  /** Single-threaded kernels; `WasmMatmul.create` adds worker threads. */
+  constructor(memory: WebAssembly.Memory = newMemory(), private readonly pool?: ThreadPool) {
+    this.memory = memory;
+    const inst = new WebAssembly.Instance(compiledKernels(), { env: { memory: this.memory, abort: () => { throw new ModelError('training kernel abort'); } } });
+    this.local = POOL_KERNELS.map((k) => inst.exports[k] as KernelFn);
     this.attnFwd = inst.exports.attn_fwd as AttnFwd;
     this.attnBwd = inst.exports.attn_bwd as AttnBwd;
     this.f32 = new Float32Array(this.memory.buffer);
+  }
+
+  /** Kernels on `threads` threads (a worker pool over the module's shared memory). */
+  static async create(options: WasmMatmulOptions = {}): Promise<WasmMatmul> {
+    const threads = options.threads ?? physicalCores();
+    if (!Number.isInteger(threads) || threads < 1 || threads > 256) throw new UsageError(`threads must be an integer from 1 to 256, got ${String(options.threads)}`);
+    if (threads === 1) return new WasmMatmul();
+    const memory = newMemory();
+    const pool = await ThreadPool.create(compiledKernels(), memory, threads, POOL_KERNELS);
+    return new WasmMatmul(memory, pool);
+  }
+
+  get threads(): number {
+    return this.pool?.threads ?? 1;
+  }
+
+  /** Stop the worker threads (they do not keep the process alive in any case). */
+  dispose(): void {
+    this.pool?.dispose();
+  }
+
+  /** Pool kernel `k` over output-row units [0, units), split over the threads. */
+  private run(k: number, units: number, args: number[]): void {
+    if (this.pool) this.pool.run(0, k, units, args, units > 1);
+    else this.local[k]!(0, units, ...args);
+  }
+
+  private gemm(a: number, sr: number, sk: number, b: number, c: number, rows: number, m: number, K: number, accumulate: number): void {
+    this.run(K_GEMM, Math.ceil(rows / 4), [a, sr, sk, b, c, rows, m, K, accumulate]);
+  }
+
+  private gemmNT(a: number, b: number, c: number, rows: number, m: number, K: number, ldc: number): void {
+    this.run(K_GEMM_NT, Math.ceil(rows / 2), [a, b, c, rows, m, K, ldc]);
   }
 
   /** Room for `floats` values from BASE on; returns the f32 view. */
@@ -78,7 +146,7 @@ export class WasmMatmul implements MatmulKernels {
     const m = this.reserve(yo + n * outDim - BASE / 4);
     m.set(x.subarray(0, n * inDim), xo);
     m.set(w.subarray(0, outDim * inDim), wo);
-    this.gemmNT(xo * 4, wo * 4, yo * 4, 0, n, outDim, inDim);
+    this.gemmNT(xo * 4, wo * 4, yo * 4, n, outDim, inDim, outDim);
     y.set(m.subarray(yo, yo + n * outDim));
   }
 
@@ -91,7 +159,7 @@ export class WasmMatmul implements MatmulKernels {
     m.set(dx.subarray(0, n * inDim), co);
     // K (= out) in blocks, so that the block of W each row tile streams stays in cache
     for (let k0 = 0; k0 < outDim; k0 += K_BLOCK) {
-      this.gemm((ao + k0) * 4, outDim, 1, (bo + k0 * inDim) * 4, co * 4, 0, n, inDim, Math.min(K_BLOCK, outDim - k0), 1);
+      this.gemm((ao + k0) * 4, outDim, 1, (bo + k0 * inDim) * 4, co * 4, n, inDim, Math.min(K_BLOCK, outDim - k0), 1);
     }
     dx.set(m.subarray(co, co + n * inDim));
   }
@@ -139,9 +207,67 @@ export class WasmMatmul implements MatmulKernels {
     m.set(x.subarray(0, n * inDim), bo);
     m.set(dw.subarray(0, outDim * inDim), co);
     for (let k0 = 0; k0 < n; k0 += K_BLOCK) {
-      this.gemm((ao + k0 * outDim) * 4, 1, outDim, (bo + k0 * inDim) * 4, co * 4, 0, outDim, inDim, Math.min(K_BLOCK, n - k0), 1);
+      this.gemm((ao + k0 * outDim) * 4, 1, outDim, (bo + k0 * inDim) * 4, co * 4, outDim, inDim, Math.min(K_BLOCK, n - k0), 1);
     }
     dw.set(m.subarray(co, co + outDim * inDim));
+  }
+
+  /** Rows [r0, r1) of a frozen weight as f32 at float offset `fo`, via its raw bytes at float offset `bo`. */
+  private decodeFrozen(w: FrozenWeight, r0: number, r1: number, fo: number, bo: number): void {
+    const rb = rowBytes(w.dtype, w.cols);
+    const bytes = w.data.subarray(r0 * rb, r1 * rb);
+    const kind = DEQUANT_KIND[w.dtype];
+    if (w.dtype === 'f32') {
+      new Uint8Array(this.memory.buffer).set(bytes, fo * 4);
+    } else if (kind !== undefined) {
+      new Uint8Array(this.memory.buffer).set(bytes, bo * 4);
+      this.run(K_DEQUANT, r1 - r0, [kind, bo * 4, fo * 4, w.cols]);
+    } else {
+      for (let r = r0; r < r1; r++) decodeRow(w.dtype, w.data, r, w.cols, this.f32.subarray(fo + (r - r0) * w.cols, fo + (r - r0 + 1) * w.cols));
+    }
+  }
+
+  /** Room for a frozen weight's decoded block (f32) and its raw bytes, after `floats` values. */
+  private frozenLayout(w: FrozenWeight, sizes: number[]): { block: number; offs: number[] } {
+    const block = Math.min(frozenBlockRows(w.cols), w.rows);
+    const offs = layout([...sizes, block * w.cols, Math.ceil((block * rowBytes(w.dtype, w.cols)) / 4), 0]);
+    this.reserve(offs[offs.length - 1]! - BASE / 4);
+    return { block, offs };
+  }
+
+  xwtFrozen(x: Float32Array, w: FrozenWeight, n: number, y: Float32Array): boolean {
+    const { rows, cols } = w;
+    if (rows % 4 || cols % 4) return false;
+    const { block, offs } = this.frozenLayout(w, [n * cols, n * rows]);
+    const [xo, yo, fo, bo] = offs as [number, number, number, number];
+    this.f32.set(x.subarray(0, n * cols), xo);
+    for (let r0 = 0; r0 < rows; r0 += block) {
+      const r1 = Math.min(rows, r0 + block);
+      this.decodeFrozen(w, r0, r1, fo, bo);
+      // y[:, r0:r1] = x W[r0:r1]^T, written in place (row stride: rows)
+      this.gemmNT(xo * 4, fo * 4, (yo + r0) * 4, n, r1 - r0, cols, rows);
+    }
+    y.set(this.f32.subarray(yo, yo + n * rows));
+    return true;
+  }
+
+  dywFrozen(dy: Float32Array, w: FrozenWeight, n: number, dx: Float32Array): boolean {
+    const { rows, cols } = w;
+    if (rows % 4 || cols % 4) return false;
+    const { block, offs } = this.frozenLayout(w, [n * rows, n * cols]);
+    const [ao, co, fo, bo] = offs as [number, number, number, number];
+    this.f32.set(dy.subarray(0, n * rows), ao);
+    this.f32.set(dx.subarray(0, n * cols), co);
+    for (let r0 = 0; r0 < rows; r0 += block) {
+      const r1 = Math.min(rows, r0 + block);
+      this.decodeFrozen(w, r0, r1, fo, bo);
+      // dx += dy[:, k0:k1] W[k0:k1], K in blocks as dyw
+      for (let k0 = r0; k0 < r1; k0 += K_BLOCK) {
+        this.gemm((ao + k0) * 4, rows, 1, (fo + (k0 - r0) * cols) * 4, co * 4, n, cols, Math.min(K_BLOCK, r1 - k0), 1);
+      }
+    }
+    dx.set(this.f32.subarray(co, co + n * cols));
+    return true;
   }
 }
 
@@ -155,6 +281,7 @@ function layout(sizes: number[]): number[] {
   });
 }
 
-export function createWasmMatmul(): MatmulKernels {
-  return new WasmMatmul();
+/** The wasm kernels on `threads` threads (default: the physical cores). */
+export function createWasmMatmul(options: WasmMatmulOptions = {}): Promise<WasmMatmul> {
+  return WasmMatmul.create(options);
 }
