@@ -168,7 +168,10 @@ async function main(): Promise<void> {
         if (res.status === 200 && (res.headers.get('content-type') ?? '').startsWith('text/event-stream') && !text.endsWith('data: [DONE]\n\n')) tally.clientErrors.push(`${p}: stream without [DONE]`);
         if (res.status === 200 && text.includes('"type":"server_error"')) tally.fiveXX.push(`${p}: server error in the stream: ${text.slice(0, 200)}`);
       } catch (e) {
-        if (!aborted) tally.clientErrors.push(`${p}: ${(e as Error).message}`);
+        // undici wraps the socket's error in `cause`: keep its code, and which request it was.
+        const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+        const what = typeof init.body === 'string' ? init.body.slice(0, 60) : init.method;
+        if (!aborted) tally.clientErrors.push(`${p}: ${(e as Error).message}${cause ? ` (${cause.code ?? cause.message})` : ''} [${what}]`);
       } finally {
         clearTimeout(timer);
       }

@@ -17,6 +17,7 @@
  */
 import { mulberry32 } from '../../src/util/mulberry32.js';
 import { ABOUT_PROMPTS, TOPICS, type Topic } from './knowledge.js';
+import { findPolicy } from '../../src/safety/templates.js';
 import { HARMS, shieldText, type Harm } from './shield-data.js';
 
 export type Op = '+' | '-';
@@ -99,7 +100,7 @@ function aboutAnswer(topic: Topic, rnd: () => number): string {
 
 export interface ChatMix {
   arithmetic: number;
-  /** Conversations of 2-4 arithmetic turns (loss on every answer). */
+  /** Conversations of 2-6 arithmetic turns (loss on every answer). */
   arithmeticMulti: number;
   json: number;
   about: number;
@@ -118,7 +119,7 @@ export function chatExamples(splits: Splits, mix: ChatMix, seed: number): ChatEx
   }
   for (let i = 0; i < mix.arithmeticMulti; i++) {
     const messages: ChatExample['messages'] = [];
-    for (let k = 2 + Math.floor(rnd() * 3); k > 0; k--) {
+    for (let k = 2 + Math.floor(rnd() * 5); k > 0; k--) {
       const p = pick(splits.trainProblems);
       messages.push(...turn(questionOf(p), String(answerOf(p))));
     }
@@ -175,8 +176,22 @@ const W = {
 };
 
 /**
+ * A few training prompts, each with the ShieldGemma policy it violates, by the policy's name as
+ * the ShieldGemma prompt quotes it (or "harmless"): the link that the Yes / No judgement needs.
+ */
+function shieldStatements(texts: Splits['trainShieldTexts'], pick: <T>(list: readonly T[]) => T, count: number): string {
+  const lines: string[] = [];
+  for (let k = 0; k < count; k++) {
+    const t = pick(texts);
+    lines.push(t.harm ? `"${t.text}" violates the "${findPolicy(t.harm)!.name}" policy.` : `"${t.text}" is harmless and violates no policy.`);
+  }
+  return lines.join('\n');
+}
+
+/**
  * Plain-text documents: topic paragraphs, runs of equations ("12 + 7 = 19"), the introduction,
- * and simple prose. Held-out arithmetic problems never appear.
+ * statements of which policy a training prompt violates, and simple prose. Held-out arithmetic
+ * problems and held-out shield texts never appear.
  */
 export function pretrainDocuments(splits: Splits, count: number, seed: number): string[] {
   const rnd = mulberry32(seed);
@@ -195,7 +210,7 @@ export function pretrainDocuments(splits: Splits, count: number, seed: number): 
   const docs: string[] = [];
   for (let i = 0; i < count; i++) {
     const r = rnd();
-    if (r < 0.45) {
+    if (r < 0.5) {
       const lines: string[] = [];
       for (let k = int(6, 12); k > 0; k--) {
         const p = pick(splits.trainProblems);
@@ -210,11 +225,13 @@ export function pretrainDocuments(splits: Splits, count: number, seed: number): 
         lines.push(`Question: ${questionOf(p)}\nAnswer: ${answerOf(p)}`);
       }
       docs.push(lines.join('\n\n'));
-    } else if (r < 0.85) {
+    } else if (r < 0.79) {
       const t = pick(TOPICS);
       docs.push(shuffle([...t.facts], rnd).join(' '));
-    } else if (r < 0.88) {
+    } else if (r < 0.81) {
       docs.push(INTRODUCTION);
+    } else if (r < 0.9) {
+      docs.push(shieldStatements(splits.trainShieldTexts, pick, int(3, 6)));
     } else {
       docs.push(Array.from({ length: int(3, 6) }, sentence).join(' '));
     }

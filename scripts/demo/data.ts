@@ -17,6 +17,8 @@ import { HARMS } from './shield-data.js';
 
 export interface DataSizes {
   pretrainDocs: number;
+  /** ShieldGemma prompts with their Yes / No answer, as pretraining text. */
+  pretrainShield: number;
   chat: ChatMix;
   shield: number;
 }
@@ -42,9 +44,14 @@ export interface TrainingFiles {
 
 export function writeTrainingData(dir: string, splits: Splits, sizes: DataSizes, seed: number): TrainingFiles {
   fs.mkdirSync(dir, { recursive: true });
-  const docs = pretrainDocuments(splits, sizes.pretrainDocs, seed + 1);
+  const toShield = (e: { text: string; harm: string; label: 0 | 1 }) => ({ prompt: shieldPrompt(e.text, e.harm), completion: e.label ? 'Yes' : 'No' });
+  // Shield prompts go into pretraining text too (finetune shuffles the packed sequences).
+  const docs = [
+    ...pretrainDocuments(splits, sizes.pretrainDocs, seed + 1),
+    ...shieldExamples(splits.trainShieldTexts, sizes.pretrainShield, seed + 6).map(toShield).map((s) => s.prompt + s.completion),
+  ];
   const chat = chatExamples(splits, sizes.chat, seed + 2);
-  const shield = shieldExamples(splits.trainShieldTexts, sizes.shield, seed + 3).map((e) => ({ prompt: shieldPrompt(e.text, e.harm), completion: e.label ? 'Yes' : 'No' }));
+  const shield = shieldExamples(splits.trainShieldTexts, sizes.shield, seed + 3).map(toShield);
   const files: TrainingFiles = {
     pretrain: path.join(dir, 'pretrain.jsonl'),
     chat: path.join(dir, 'chat.jsonl'),

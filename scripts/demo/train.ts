@@ -24,6 +24,7 @@ import { writeConfigs, writeInitialWeights, type DemoShape } from './checkpoint.
 import { makeSplits } from './corpus.js';
 import { writeHeldout, writeTrainingData, type DataSizes } from './data.js';
 import { evaluateModel, type TrainingRecord } from './evaluate.js';
+import { probeArithmetic } from './probe.js';
 import { HELDOUT, ROOT } from './score.js';
 import { trainTokenizer } from './tokenizer.js';
 
@@ -33,21 +34,22 @@ export const RECIPE = {
   shape: {
     tokenizerVocab: 1000,
     tableRows: 1024,
-    hidden: 64,
+    hidden: 96,
     layers: 4,
     heads: 4,
     kvHeads: 2,
-    headDim: 16,
-    intermediate: 256,
+    headDim: 24,
+    intermediate: 384,
     slidingWindow: 512,
   } satisfies DemoShape,
   data: {
-    pretrainDocs: 12000,
-    chat: { arithmetic: 5600, arithmeticMulti: 900, json: 1200, about: 800, greeting: 100 },
-    shield: 400,
+    pretrainDocs: 66000,
+    pretrainShield: 2500,
+    chat: { arithmetic: 20000, arithmeticMulti: 8000, json: 6000, about: 3000, greeting: 300 },
+    shield: 4500,
   } satisfies DataSizes,
-  pretrain: { steps: 800, batchSize: 4, maxSeqLen: 256, lr: 1e-2, warmup: 30 },
-  chat: { steps: 500, batchSize: 16, maxSeqLen: 512, lr: 3e-3, warmup: 20 },
+  pretrain: { steps: 3200, batchSize: 8, maxSeqLen: 256, lr: 1e-2, warmup: 100 },
+  chat: { steps: 2600, batchSize: 16, maxSeqLen: 512, lr: 3e-3, warmup: 50 },
 };
 
 const { values: args } = parseArgs({
@@ -102,7 +104,8 @@ const params = writeInitialWeights(path.join(INIT, 'model.safetensors'), RECIPE.
 log(`tokenizer: ${RECIPE.shape.tokenizerVocab} pieces; model: ${params.toLocaleString('en-US')} parameters`);
 
 // ---- 4-5. pretraining, chat fine-tuning ---------------------------------------------------------
-const { model, tokenizer } = await loadTrainModel(INIT);
+// One thread: the run's time is reported for one core, and results do not depend on the count.
+const { model, tokenizer } = await loadTrainModel(INIT, { threads: 1 });
 if (!tokenizer) throw new Error('the initial checkpoint has no tokenizer');
 const dataOptions = (maxSeqLen: number, pack: boolean) => ({ maxSeqLen, pack, vocabSize: RECIPE.shape.tableRows });
 
@@ -135,6 +138,12 @@ async function stage(name: string, m: TrainModel, examples: TrainExample[], o: {
 const pretrainExamples = loadJsonl(files.pretrain, tokenizer, dataOptions(RECIPE.pretrain.maxSeqLen, true));
 log(`pretraining on ${pretrainExamples.length} packed sequences of <= ${RECIPE.pretrain.maxSeqLen} tokens`);
 const stages: StageResult[] = [await stage('pretrain', model, pretrainExamples, RECIPE.pretrain)];
+
+// A progress check between the stages: held-out arithmetic as plain text ("48 + 27 =").
+const PRETRAINED = path.join(WORK, 'pretrained');
+saveFullModel(model, PRETRAINED);
+const probe = await probeArithmetic(PRETRAINED, HELD, 200);
+log(`after pretraining: held-out arithmetic as text ${(100 * probe.text).toFixed(1)}% exact (${probe.n} problems; not yet asked in chat form)`);
 
 const chatExamples = [...loadJsonl(files.chat, tokenizer, dataOptions(RECIPE.chat.maxSeqLen, false)), ...loadJsonl(files.shield, tokenizer, dataOptions(RECIPE.chat.maxSeqLen, false))];
 log(`chat fine-tuning on ${chatExamples.length} conversations and shield prompts`);
