@@ -8,7 +8,7 @@ import fs from 'node:fs';
 const repo = process.argv[2] ?? '/work/.mirror/EleutherAI+lm-evaluation-harness/repo';
 const git = (...a) => execFileSync('git', ['-C', repo, ...a], { encoding: 'utf8', maxBuffer: 1 << 26 });
 const commit = git('rev-parse', 'HEAD').trim();
-const dirs = ['mmlu/default', 'hellaswag', 'arc', 'piqa', 'super_glue/boolq', 'winogrande', 'gsm8k', 'truthfulqa', 'lambada', 'wikitext', 'crows_pairs', 'winogender', 'toxigen'];
+const dirs = ['mmlu/default', 'hellaswag', 'arc', 'piqa', 'super_glue/boolq', 'winogrande', 'gsm8k', 'truthfulqa', 'lambada', 'wikitext', 'crows_pairs', 'winogender', 'toxigen', 'bbq', 'realtoxicityprompts'];
 const skip = /(_chat|-cot|seq2seq|t5-prompt|truthfulqa_gen|lambada_standard)/;
 const files = {};
 for (const d of dirs) {

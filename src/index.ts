@@ -81,3 +81,4 @@ export type { FinetuneOptions, FinetuneReport, StepReport, EvalReport, TrainExam
 
 // Evaluation (lm-evaluation-harness tasks, metrics): src/eval
 export { evaluate, formatTable, perplexityOfIds, memorization, TaskRegistry, LocalLM, RemoteLM, TaskError, type PerplexityReport, type EvaluateOptions, type EvalResults, type EvalLM, type TaskConfig } from './eval/index.js';
+export { shieldToxicityScorer, type ToxicityScorer } from './eval/index.js';

@@ -29,6 +29,9 @@ import type { LanguageModel } from '../model/types.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { formatMemorization, memorization } from '../eval/memorization.js';
+import { shieldToxicityScorer, type ToxicityScorer } from '../eval/toxicity.js';
+import { ShieldClassifier } from '../safety/classifier.js';
+import { resolvePolicies } from '../safety/templates.js';
 import { addBackendOptions, defaultIO, loadForCli, parseIntFlag, type CliIO, type ModelFlags } from './options.js';
 
 interface EvalFlags extends ModelFlags {
@@ -46,6 +49,8 @@ interface EvalFlags extends ModelFlags {
   cache?: boolean;
   report?: string;
   compare?: string[];
+  toxicityModel?: string;
+  toxicityPolicies?: string;
   // sxs
   prompts?: string;
   answersA?: string;
@@ -99,6 +104,8 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
     .option('--no-cache', 'ignore and do not write the request cache')
     .option('--report <file>', 'also write a self-contained HTML report with charts (any mode)')
     .option('--compare <results.json>', 'with --report: results of other models to chart against (repeatable)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+    .option('--toxicity-model <model>', 'ShieldGemma model that scores the continuations of toxicity tasks (default: the evaluated model)')
+    .option('--toxicity-policies <list>', 'ShieldGemma policies of the toxicity score, comma-separated (default harassment,hate; the score is the max)')
     .option('--base-url <url>', 'evaluate the model an OpenAI-compatible server serves (gemma serve, vLLM ...); --model then names the tokenizer')
     .option('--concurrency <n>', 'with --base-url: requests in flight (default 4)', parseIntFlag(1, 1024))
     .option('--api-key <key>', 'with --base-url: bearer token (default $OPENAI_API_KEY)')
@@ -165,9 +172,21 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
       }
       bar.update(done);
     };
+    const policies = flags.toxicityPolicies?.split(',').map((p) => p.trim()).filter((p) => p !== '');
+    if (policies) resolvePolicies(policies); // an unknown policy fails before any model work
+    let scorerModel: LanguageModel | undefined;
+    let toxicityScorer: ToxicityScorer | undefined;
+    if (flags.toxicityModel) {
+      const shield = await loadForCli({ ...flags, model: flags.toxicityModel }, io);
+      if (!shield.tokenizer) throw new UsageError(`${flags.toxicityModel} has no tokenizer`);
+      scorerModel = shield.model;
+      toxicityScorer = shieldToxicityScorer(new ShieldClassifier(shield.model, shield.tokenizer), policies ? { policies } : {});
+    }
     let results;
     try {
       results = await evaluate(target, specs, {
+        ...(toxicityScorer ? { toxicityScorer } : {}),
+        ...(policies ? { toxicityPolicies: policies } : {}),
         builtinFiles: BUILTIN_TASK_FILES,
         fetchHubSplit,
         modelName: flags.model,
@@ -185,6 +204,7 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
       });
     } finally {
       bar?.stop();
+      scorerModel?.dispose();
     }
     const { samples, ...json } = results;
     fs.writeFileSync(path.join(out, 'results.json'), JSON.stringify(json, null, 2) + '\n');

@@ -211,6 +211,8 @@ export function validateTaskConfig(raw: Record<string, unknown>): TaskConfig {
     if (until !== undefined && typeof until !== 'string' && !(Array.isArray(until) && until.every((u) => typeof u === 'string'))) {
       throw new TaskError(name, 'generation_kwargs.until', 'expected a string or a list of strings');
     }
+    const topP = cfg.generation_kwargs.top_p;
+    if (topP !== undefined && (typeof topP !== 'number' || !(topP > 0 && topP <= 1))) throw new TaskError(name, 'generation_kwargs.top_p', 'expected a number in (0, 1]');
   }
   return cfg;
 }

@@ -19,6 +19,8 @@ import { LocalLM, type EvalLM } from './lm.js';
 import { AGGREGATIONS, pooledSampleStderr, stderrFor } from './metrics.js';
 import { TaskRegistry, type GroupNode } from './registry.js';
 import { Task, type ChatTemplateFn, type Request } from './task.js';
+import { ShieldClassifier } from '../safety/classifier.js';
+import { shieldToxicityScorer, type ToxicityScorer } from './toxicity.js';
 
 export interface EvaluateOptions extends DatasetOptions {
   /** Few-shot examples per prompt (default: each task's num_fewshot, else 0). */
@@ -47,6 +49,13 @@ export interface EvaluateOptions extends DatasetOptions {
   onProgress?: (done: number, total: number) => void;
   /** Name of the model in results.config. */
   modelName?: string;
+  /**
+   * Scores continuations of toxicity tasks (`!function shieldgemma.toxicity`); default: the
+   * evaluated model itself as ShieldGemma (local models only).
+   */
+  toxicityScorer?: ToxicityScorer;
+  /** ShieldGemma policies of the default scorer (default harassment, hate; the score is the max). */
+  toxicityPolicies?: string[];
 }
 
 export interface SampleRecord {
@@ -135,11 +144,14 @@ export async function evaluate(
   const t0 = performance.now();
   let lm: EvalLM;
   let chatTemplate: ChatTemplateFn | undefined;
+  let defaultScorer: (() => ToxicityScorer) | undefined;
   if (isLoadedModel(lmOrModel)) {
     if (!lmOrModel.tokenizer) throw new GemmaError('USAGE_ERROR', 'evaluation needs a tokenizer (the model has none)');
     const tok = lmOrModel.tokenizer;
     lm = new LocalLM(lmOrModel.model, tok, { batchSize: options.batchSize ?? 4, id: options.modelName ?? 'local' });
     chatTemplate = (messages, add) => renderChat(tok, messages, { addGenerationPrompt: add });
+    const model = lmOrModel.model;
+    defaultScorer = () => shieldToxicityScorer(new ShieldClassifier(model, tok), options.toxicityPolicies ? { policies: options.toxicityPolicies } : {});
   } else {
     lm = lmOrModel;
     chatTemplate = (lm as { chatTemplate?: ChatTemplateFn }).chatTemplate;
@@ -238,7 +250,7 @@ export async function evaluate(
         results = await lm.generateUntil(
           chunk.map((x) => {
             const r = x.req as Extract<Request, { type: 'generate_until' }>;
-            return { context: r.context, until: r.until, maxGenToks: r.maxGenToks, temperature: r.temperature, ...(r.doSample ? { seed: seed + r.repeat * 7919 + x.group } : {}) };
+            return { context: r.context, until: r.until, maxGenToks: r.maxGenToks, temperature: r.temperature, ...(r.topP !== undefined ? { topP: r.topP } : {}), ...(r.doSample ? { seed: seed + r.repeat * 7919 + x.group } : {}) };
           }),
           progress,
         );
@@ -257,6 +269,31 @@ export async function evaluate(
   }
   const resultOf = new Map<Request, RequestResult>();
   for (const x of all) resultOf.set(x.req, x.out!);
+
+  // Toxicity tasks: score every filtered continuation once (same texts share a score).
+  const toxicityOf = new Map<string, number>();
+  const toxicRuns = runs.filter((r) => r.task.scoresToxicity);
+  if (toxicRuns.length) {
+    const texts = new Set<string>();
+    for (const run of toxicRuns) {
+      run.requests.forEach((reqs) => {
+        const raw = reqs.map((r) => resultOf.get(r) as string);
+        for (const f of run.task.filters) for (const t of f.apply(raw)) texts.add(t);
+      });
+    }
+    const scorer = options.toxicityScorer ?? defaultScorer?.();
+    try {
+      if (!scorer) throw new TaskError(toxicRuns.map((r) => r.task.name).join(', '), 'process_results', 'scoring toxicity needs a ShieldGemma model (--toxicity-model M, or evaluate()\'s toxicityScorer)');
+      const list = [...texts];
+      const scores = await scorer(list);
+      if (scores.length !== list.length || scores.some((x) => !(x >= 0 && x <= 1))) throw new TaskError(toxicRuns[0]!.task.name, 'process_results', 'the toxicity scorer must give one probability in [0, 1] per text');
+      list.forEach((t, i) => toxicityOf.set(t, scores[i]!));
+    } catch (e) {
+      if (!(e instanceof GemmaError)) throw e;
+      errors.push(e instanceof TaskError ? e.message : new TaskError(toxicRuns.map((r) => r.task.name).join(', '), 'process_results', `toxicity scoring failed: ${e.message}`).message);
+      for (const r of toxicRuns) runs.splice(runs.indexOf(r), 1);
+    }
+  }
 
   // Metrics.
   const bootstrapIters = options.bootstrapIters ?? 100000;
@@ -300,7 +337,8 @@ export async function evaluate(
           let filtered: RequestResult[];
           if (task.outputType === 'generate_until') filtered = f.apply(raw as string[]);
           else filtered = raw;
-          const values = task.processResults(doc, filtered);
+          const scores = task.scoresToxicity ? (filtered as string[]).map((t) => toxicityOf.get(t)!) : undefined;
+          const values = task.processResults(doc, scores ?? filtered);
           const acc = perFilter.get(f.name) ?? {};
           for (const [m, v] of Object.entries(values)) (acc[m] ??= []).push(v);
           perFilter.set(f.name, acc);
@@ -313,6 +351,7 @@ export async function evaluate(
               resps: raw.map((x) => [x]),
               filtered_resps: filtered,
               filter: f.name,
+              ...(scores ? { toxicity_scores: scores } : {}),
               metrics: Object.keys(values),
               ...values,
             });
@@ -325,8 +364,8 @@ export async function evaluate(
           const spec = task.metrics.find((s) => s.name === m);
           const agg = spec?.aggregation ?? 'mean';
           hib[m] = spec?.higherIsBetter ?? true;
-          entry[`${m},${filter}`] = AGGREGATIONS[agg](items);
-          entry[`${m}_stderr,${filter}`] = stderrFor(agg, items, bootstrapIters) ?? 'N/A';
+          entry[`${m},${filter}`] = spec?.custom ? spec.custom(items) : AGGREGATIONS[agg](items);
+          entry[`${m}_stderr,${filter}`] = (spec?.custom ? undefined : stderrFor(agg, items, bootstrapIters)) ?? 'N/A';
         }
       }
       out.results[name] = entry;
@@ -350,7 +389,7 @@ export async function evaluate(
 function requestArgs(r: Request): Record<string, unknown> {
   if (r.type === 'loglikelihood') return { arg_0: r.context, arg_1: r.continuation };
   if (r.type === 'loglikelihood_rolling') return { arg_0: r.text };
-  return { arg_0: r.context, arg_1: { until: r.until, max_gen_toks: r.maxGenToks, do_sample: r.doSample, temperature: r.temperature } };
+  return { arg_0: r.context, arg_1: { until: r.until, max_gen_toks: r.maxGenToks, do_sample: r.doSample, temperature: r.temperature, ...(r.topP !== undefined ? { top_p: r.topP } : {}) } };
 }
 
 /** A group's size-weighted means and pooled stderrs over the leaf tasks it holds. */

@@ -3,6 +3,7 @@
  * in lm-evaluation-harness's task folders, MIT license), keyed by `<task folder>/<module>.<name>`
  * as a YAML names them. A YAML naming any other hook is refused with an error naming it.
  */
+import { BBQ_HOOKS } from './bbq.js';
 import type { Doc } from './dataset.js';
 
 /** Per-request results handed to process_results: [loglikelihood, isGreedy] (loglikelihood tasks), a number (rolling) or text (generation). */
@@ -11,9 +12,11 @@ export type RequestResult = [number, boolean] | number | string;
 export type ProcessDocsHook = { kind: 'process_docs'; fn: (docs: Doc[]) => Doc[] };
 export type DocHook = { kind: 'doc'; fn: (doc: Doc) => unknown };
 export type ProcessResultsHook = { kind: 'process_results'; fn: (doc: Doc, results: RequestResult[]) => Record<string, MetricValue> };
-export type Hook = ProcessDocsHook | DocHook | ProcessResultsHook;
+/** A metric_list aggregation (`aggregation: !function ...`): per-document values -> the task's value. */
+export type AggregationHook = { kind: 'aggregation'; fn: (items: MetricValue[]) => number };
+export type Hook = ProcessDocsHook | DocHook | ProcessResultsHook | AggregationHook;
 /** A metric's per-document value: a number, or a tuple the aggregation understands (e.g. [ll, words]). */
-export type MetricValue = number | [number, number];
+export type MetricValue = number | [number, number] | number[];
 
 /** Python's str.capitalize(). */
 export function pyCapitalize(s: string): string {
@@ -153,4 +156,5 @@ export const HOOKS: Record<string, Hook> = {
   'winogender/utils.filter_male': winogenderFilter('male'),
   'winogender/utils.filter_female': winogenderFilter('female'),
   'winogender/utils.filter_neutral': winogenderFilter('neutral'),
+  ...BBQ_HOOKS,
 };

@@ -26,3 +26,6 @@ export { judgePairs, summarize as summarizeSxs, parseVerdict, combineOrders, hum
 export type { SxsReport, SxsItem, Verdict, Judge } from './sxs.js';
 export { renderReport } from './report.js';
 export type { ReportInput } from './report.js';
+export { shieldToxicityScorer, promptToxicity, TOXICITY_THRESHOLD, DEFAULT_TOXICITY_POLICIES } from './toxicity.js';
+export type { ToxicityScorer, ShieldScorerOptions } from './toxicity.js';
+export { bbqChoices, bbqTargets, bbqResults, bbqGeneratedAnswer, ambBiasScore, disambBiasScore } from './bbq.js';

@@ -29,6 +29,8 @@ export interface GenerationRequest {
   maxGenToks: number;
   /** 0 = greedy. */
   temperature: number;
+  /** Nucleus sampling (default 1 = off). */
+  topP?: number;
   seed?: number;
 }
 
@@ -157,7 +159,8 @@ export class LocalLM implements EvalLM {
       const prefill = plans.filter((p) => p.shared > 0);
       for (const p of prefill) p.cache = this.model.createCache(p.longest);
       if (prefill.length) this.model.forwardBatch(prefill.map((p) => ({ ids: p.inputs[0]!.slice(0, p.shared), cache: p.cache! })));
-      const items: Array<{ ids: number[]; cache: KVCache; allPositions: true; pair: number; offset: number }> = [];
+      const items: Array<{ ids: number[]; cache: KVCache; allPositions: true; pair: number }> = [];
+      const lead: Array<{ ids: number[]; cache: KVCache }> = [];
       for (const p of plans) {
         p.members.forEach((pairIndex, k) => {
           let cache: KVCache;
@@ -171,9 +174,16 @@ export class LocalLM implements EvalLM {
               this.model.forward(p.inputs[k]!.slice(0, p.shared), cache);
             }
           } else cache = this.model.createCache(p.longest);
-          items.push({ ids: p.inputs[k]!.slice(p.shared), cache, allPositions: true, pair: pairIndex, offset: p.starts[k]! - p.shared });
+          // Rows before the first scored position need no logits: they go in a first pass without
+          // them (the LM head over the vocabulary costs as much as a fifth of a gemma-2b token).
+          const ids = p.inputs[k]!;
+          const scoredFrom = p.starts[k]!;
+          if (scoredFrom > p.shared) lead.push({ ids: ids.slice(p.shared, scoredFrom), cache });
+          // (shared <= scoredFrom by construction: the first row of the item is the first scored one)
+          items.push({ ids: ids.slice(scoredFrom), cache, allPositions: true, pair: pairIndex });
         });
       }
+      if (lead.length) this.model.forwardBatch(lead);
       const results = this.model.forwardBatch(items);
       items.forEach((it, j) => {
         const cont = pairs[it.pair]!.continuation;
@@ -181,7 +191,7 @@ export class LocalLM implements EvalLM {
         let ll = 0;
         let greedy = true;
         for (let t = 0; t < cont.length; t++) {
-          const [lp, isMax] = scoreRow(logits, (it.offset + t) * V, V, cont[t]!);
+          const [lp, isMax] = scoreRow(logits, t * V, V, cont[t]!);
           ll += lp;
           greedy &&= isMax;
         }
@@ -285,7 +295,7 @@ export async function generateWithScheduler(model: LanguageModel, tokenizer: Tok
           maxTokens: r.maxGenToks,
           temperature: r.temperature,
           topK: 0,
-          topP: 1,
+          topP: r.topP ?? 1,
           ...(r.seed !== undefined ? { seed: r.seed } : {}),
           stop: r.until.filter((u) => u.length > 0),
         });

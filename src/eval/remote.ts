@@ -141,6 +141,7 @@ export class RemoteLM implements EvalLM {
           prompt: ids,
           max_tokens: r.maxGenToks,
           temperature: r.temperature,
+          ...(r.topP !== undefined ? { top_p: r.topP } : {}),
           ...(r.seed !== undefined ? { seed: r.seed } : {}),
           ...(r.until.length ? { stop: r.until.slice(0, 4) } : {}),
         });

@@ -8,10 +8,11 @@ import { dumpConfig, isFunctionRef, type Field, type FunctionRef, type MetricCon
 import { loadSplit, type DatasetOptions, type Doc } from './dataset.js';
 import { TaskError } from './errors.js';
 import { buildFilters, type FilterPipeline } from './filters.js';
-import { HOOKS, countBytes, countWords, type Hook, type MetricValue, type RequestResult } from './hooks.js';
+import { HOOKS, countBytes, countWords, type AggregationHook, type Hook, type MetricValue, type RequestResult } from './hooks.js';
 import { literalEval, pythonRegex, renderTemplate, UndefinedVariableError } from './jinja.js';
 import { DEFAULT_METRICS, METRIC_DEFAULTS, exactMatch, type AggregationName, type ExactMatchOptions } from './metrics.js';
 import { PythonRandom } from './python-random.js';
+import { TOXICITY_HOOKS } from './toxicity.js';
 
 export interface ChatTemplateFn {
   (messages: Array<{ role: string; content: string }>, addGenerationPrompt: boolean): string;
@@ -28,11 +29,13 @@ export interface PromptOptions {
 export type Request =
   | { type: 'loglikelihood'; docId: number; idx: number; context: string; continuation: string }
   | { type: 'loglikelihood_rolling'; docId: number; idx: number; text: string }
-  | { type: 'generate_until'; docId: number; idx: number; context: string; until: string[]; maxGenToks: number; temperature: number; doSample: boolean; repeat: number };
+  | { type: 'generate_until'; docId: number; idx: number; context: string; until: string[]; maxGenToks: number; temperature: number; doSample: boolean; repeat: number; topP?: number };
 
 export interface MetricSpec {
   name: string;
   aggregation: AggregationName;
+  /** An `aggregation: !function` hook (its stderr is N/A, as in the harness). */
+  custom?: (items: MetricValue[]) => number;
   higherIsBetter: boolean;
   options: Record<string, unknown>;
 }
@@ -43,7 +46,7 @@ const SUPPORTED_METRICS = new Set([...Object.keys(METRIC_DEFAULTS)]);
 const isDigits = (s: string): boolean => /^[0-9]+$/.test(s);
 
 export function resolveHook(task: string, field: string, ref: FunctionRef, kind: Hook['kind']): Hook {
-  const hook = HOOKS[ref.key];
+  const hook = HOOKS[ref.key] ?? TOXICITY_HOOKS[ref.key] ?? TOXICITY_HOOKS[ref.name];
   if (!hook) throw new TaskError(task, field, `!function ${ref.name} (${ref.key}) is Python; gemma-ts has no built-in version of it`);
   if (hook.kind !== kind) throw new TaskError(task, field, `!function ${ref.name} is not a ${kind} hook`);
   return hook;
@@ -65,6 +68,8 @@ export class Task {
   private multipleInput = false;
   private rnd: PythonRandom;
   private readonly processResultsHook: Hook | undefined;
+  /** process_results reads toxicity scores of the continuations (evaluate() scores them first). */
+  readonly scoresToxicity: boolean;
   private readonly emOptions: ExactMatchOptions;
 
   constructor(config: TaskConfig) {
@@ -74,6 +79,7 @@ export class Task {
     const meta = config.metadata ?? {};
     this.version = (meta.version as number | string | undefined) ?? 0;
     this.processResultsHook = config.process_results ? resolveHook(this.name, 'process_results', config.process_results, 'process_results') : undefined;
+    this.scoresToxicity = Object.values<Hook>(TOXICITY_HOOKS).includes(this.processResultsHook!);
     this.metrics = this.buildMetrics(config.metric_list ?? null);
     this.filters = buildFilters(this.name, config.filter_list);
     const em = (config.metric_list ?? []).find((m) => m.metric === 'exact_match') ?? ({} as MetricConfig);
@@ -97,13 +103,16 @@ export class Task {
     return entries.map((m, i) => {
       const def = METRIC_DEFAULTS[m.metric];
       const agg = m.aggregation;
-      if (isFunctionRef(agg)) throw new TaskError(this.name, `metric_list[${i}].aggregation`, `!function ${agg.name} is Python; gemma-ts has no built-in version of it`);
+      const { metric: _m, aggregation: _a, higher_is_better, hf_evaluate: _h, ...options } = m;
+      if (isFunctionRef(agg)) {
+        const hook = resolveHook(this.name, `metric_list[${i}].aggregation`, agg, 'aggregation') as AggregationHook;
+        return { name: m.metric, aggregation: 'mean' as AggregationName, custom: hook.fn, higherIsBetter: higher_is_better ?? true, options };
+      }
       if (!def && !this.processResultsHook) throw new TaskError(this.name, `metric_list[${i}].metric`, `unsupported metric "${m.metric}" (built in: ${[...SUPPORTED_METRICS].join(', ')})`);
       const aggregation = (agg ?? def?.aggregation ?? 'mean') as AggregationName;
       if (!['mean', 'median', 'perplexity', 'weighted_perplexity', 'bits_per_byte', 'f1', 'matthews_corrcoef'].includes(aggregation)) {
         throw new TaskError(this.name, `metric_list[${i}].aggregation`, `unsupported aggregation "${String(aggregation)}"`);
       }
-      const { metric: _m, aggregation: _a, higher_is_better, hf_evaluate: _h, ...options } = m;
       return { name: m.metric, aggregation, higherIsBetter: higher_is_better ?? def?.higherIsBetter ?? true, options };
     });
   }
@@ -288,7 +297,8 @@ export class Task {
         const doSample = g.do_sample === true;
         const temperature = doSample ? Number(g.temperature ?? 1) : 0;
         const maxGenToks = Number(g.max_gen_toks ?? 256);
-        return Array.from({ length: cfg.repeats ?? 1 }, (_, repeat) => ({ type: 'generate_until' as const, docId, idx: 0, context: ctx as string, until, maxGenToks, temperature, doSample, repeat }));
+        const topP = doSample && g.top_p !== undefined ? { topP: Number(g.top_p) } : {};
+        return Array.from({ length: cfg.repeats ?? 1 }, (_, repeat) => ({ type: 'generate_until' as const, docId, idx: 0, context: ctx as string, until, maxGenToks, temperature, doSample, repeat, ...topP }));
       }
     }
   }
