@@ -7,13 +7,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from '../train/checkpoint.js';
-import { savePeftAdapter, saveGgufAdapter } from '../train/adapter.js';
-import { addLoraLayers, resolveTargets } from '../train/lora.js';
-import { loadTrainModel } from '../train/checkpoint-io.js';
-import { loadDataset } from '../train/data.js';
-import { finetune, type FinetuneReport } from '../train/finetune.js';
-import { saveFullModel } from '../train/checkpoint-io.js';
+import type { FinetuneReport } from '../train/finetune.js';
 import type { OptimizerName, ScheduleName } from '../train/optim.js';
 import { defaultIO, parseFloatFlag, parseIntFlag, safeWrite, type CliIO } from './options.js';
 
@@ -103,6 +97,10 @@ export function registerFinetuneCommand(program: Command, io: CliIO = defaultIO(
     .option('--json', 'one JSON line per step and per evaluation')
     .option('--backend <name>', 'matrix-product kernels: wasm (default, SIMD) or js (the f64-sum reference)', choice(['js', 'wasm'] as const))
     .action(async (flags: FinetuneFlags) => {
+      // the training code loads with the command, not with every `gemma` start
+      const [{ latestCheckpoint, loadCheckpoint, saveCheckpoint }, { savePeftAdapter, saveGgufAdapter }, { addLoraLayers, resolveTargets }, { loadTrainModel, saveFullModel }, { loadDataset }, { finetune }] = await Promise.all([
+        import('../train/checkpoint.js'), import('../train/adapter.js'), import('../train/lora.js'), import('../train/checkpoint-io.js'), import('../train/data.js'), import('../train/finetune.js'),
+      ]);
       const lora = flags.method === 'lora';
       const targets = lora ? resolveTargets(flags.targets) : [];
       const { model, tokenizer } = await loadTrainModel(flags.model, { backend: flags.backend, trainable: !lora });

@@ -5,7 +5,6 @@
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import { CONVERT_TYPES, type ConvertType } from '../formats/convert.js';
-import { mergeAdapter } from '../train/adapter.js';
 import { collect, defaultIO, safeWrite, type CliIO } from './options.js';
 
 interface MergeFlags {
@@ -27,6 +26,7 @@ export function registerMergeCommand(program: Command, io: CliIO = defaultIO()):
       return v as ConvertType;
     })
     .action(async (flags: MergeFlags) => {
+      const { mergeAdapter } = await import('../train/adapter.js'); // loaded with the command only
       await mergeAdapter(flags.model, flags.lora, flags.out, { type: flags.type });
       safeWrite(io, `wrote ${flags.out}\n`);
     });

@@ -11,7 +11,6 @@ import type { SamplingOptions } from '../generate/sampler.js';
 import { compileResponseFormat, type JsonSchema } from '../generate/constraint/index.js';
 import { loadModel, type LoadedModel, type LoadOptions } from '../model/load.js';
 import { defaultChatRenderer } from '../generate/chat-session.js';
-import { applyLora, parseLoraSpec } from '../train/adapter.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/types.js';
 
 /** Where a command reads and writes; tests pass their own. */
@@ -69,6 +68,8 @@ export interface ModelFlags {
   model: string;
   /** --lora PATH[:SCALE] (repeatable): adapters applied without merging. */
   lora?: string[];
+  /** --lora-init-without-apply (serve): adapters load with global scale 0. */
+  loraInitWithoutApply?: boolean;
   backend?: 'js' | 'wasm' | 'webgpu';
   threads?: number;
   kvType?: 'f32' | 'f16';
@@ -192,9 +193,13 @@ export async function loadForCli(flags: ModelFlags, io: CliIO, extra: LoadOption
       onProgress,
     });
     for (const n of loaded.notices) io.stderr.write(`note: ${n}\n`);
-    for (const spec of flags.lora ?? []) {
-      const { path: p, scale } = parseLoraSpec(spec);
-      applyLora(loaded.model, p, scale);
+    if (flags.lora?.length) {
+      // the adapter code (and the training code it reaches) loads only when an adapter is given
+      const { applyLora, parseLoraSpec } = await import('../train/adapter.js');
+      for (const spec of flags.lora) {
+        const { path: p, scale } = parseLoraSpec(spec);
+        applyLora(loaded.model, p, flags.loraInitWithoutApply ? 0 : scale);
+      }
     }
     return loaded;
   } finally {

@@ -10,11 +10,9 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
 import { resolveModelPath } from '../model/load.js';
-import { createServer, type GemmaServer, type ModelSource } from '../server/server.js';
-import { attachShieldGuard } from '../safety/server-routes.js';
-import { loadSae } from '../interpret/sae.js';
-import { registerSaeRoutes } from '../interpret/server-routes.js';
+import type { GemmaServer, ModelSource } from '../server/server.js';
 import type { JumpReluSae } from '../interpret/sae.js';
+import type { LateRoutes } from '../server/late-routes.js';
 import { addGuardOptions, guardOptionsFrom, type GuardFlags } from './shield.js';
 import { addModelOptions, collect, defaultIO, loadForCli, parseIntFlag, type CliIO, type ModelFlags } from './options.js';
 
@@ -84,6 +82,10 @@ export function checkpointBytes(spec: string): number | undefined {
   }
 }
 
+/** Routes of `--guard` (safety/server-routes.ts) and `--sae` (interpret/server-routes.ts), bound once their models load. */
+const GUARD_ROUTES = [['POST', '/v1/moderations']] as const;
+const SAE_ROUTES = [['GET', '/v1/sae'], ['POST', '/v1/sae/features'], ['GET', '/sae']] as const;
+
 export interface ServeHooks {
   /** Stop the server when this fires, as SIGTERM does (drain, then exit); for tests and embedding. */
   shutdown?: AbortSignal;
@@ -110,6 +112,7 @@ export function registerServeCommand(program: Command, io: CliIO = defaultIO(), 
     .option('--memory-budget <size>', 'most weight bytes loaded at once with several --model, e.g. 8GB', parseByteSize)
     .option('--replica-name <name>', 'send "X-Gemma-Replica: NAME" on every response (which replica answered behind a load balancer)')
     .option('--affinity-tokens <n>', 'prompt tokens hashed into the X-Gemma-Affinity key of requests without X-Session-Id or user', parseIntFlag(1, 1_000_000), 64)
+    .option('--lora-init-without-apply', 'load the --lora adapters with scale 0 (set them with POST /lora-adapters or per request)')
     .option('-v, --verbose', 'log every request')
     .option('--sae <[name=]path>', 'serve a Gemma Scope SAE: POST /v1/sae/features, "sae" on chat completions, page at /sae (repeatable)', (v: string, prev: string[] = []) => [...prev, v]);
   addModelOptions(cmd);
@@ -121,26 +124,34 @@ export function registerServeCommand(program: Command, io: CliIO = defaultIO(), 
   }
   addGuardOptions(cmd);
   cmd.action(async (flags: ServeFlags) => {
+    // The server (fastify, zod), guard and SAE code load with this command, not with every `gemma` start.
+    const [{ createServer }, { LateRoutes }, { attachShieldGuard }, { loadSae }, { registerSaeRoutes }] = await Promise.all([
+      import('../server/server.js'),
+      import('../server/late-routes.js'),
+      import('../safety/server-routes.js'),
+      import('../interpret/sae.js'),
+      import('../interpret/server-routes.js'),
+    ]);
     const apiKey = flags.apiKey ?? process.env.GEMMA_API_KEY;
     if (apiKey !== undefined && apiKey.trim() === '') throw new UsageError('--api-key must not be empty');
     const specs = parseModelSpecs(flags.model, flags.alias);
     const gopts = guardOptionsFrom(flags, io.stderr);
-    const saes: Record<string, JumpReluSae> = {};
-    for (const spec of flags.sae ?? []) {
+    const saeSpecs = (flags.sae ?? []).map((spec) => {
       const eq = spec.indexOf('=');
-      const name = eq > 0 ? spec.slice(0, eq) : path.basename(spec.replace(/\/+$/, '').replace(/\/params\.npz$/, '')) || 'sae';
-      saes[name] = await loadSae(eq > 0 ? spec.slice(eq + 1) : spec);
-    }
-    const withSaes = Object.keys(saes).length > 0;
+      return { name: eq > 0 ? spec.slice(0, eq) : path.basename(spec.replace(/\/+$/, '').replace(/\/params\.npz$/, '')) || 'sae', file: eq > 0 ? spec.slice(eq + 1) : spec };
+    });
+    const withSaes = saeSpecs.length > 0;
     const sources: ModelSource[] = specs.map(({ id, spec }, i) => {
       const bytes = checkpointBytes(spec);
       return {
         id,
         ...(bytes !== undefined ? { bytes } : {}),
-        // The SAE routes hold the default model: it stays loaded.
-        ...(i === 0 && withSaes ? { pinned: true } : {}),
+        // The SAE routes hold the default model, and its LoRA adapters have global scales: it stays loaded.
+        ...(i === 0 && (withSaes || flags.lora?.length) ? { pinned: true } : {}),
         load: async () => {
-          const loaded = await loadForCli({ ...flags, model: spec }, io, flags.ctxSize ? { contextSize: flags.ctxSize } : {});
+          // --lora adapters belong to the default model (ids in --lora order, as in llama-server).
+          const { lora, ...rest } = flags;
+          const loaded = await loadForCli({ ...rest, model: spec, ...(i === 0 && lora ? { lora } : {}) }, io, flags.ctxSize ? { contextSize: flags.ctxSize } : {});
           const ctxMax = loaded.config.maxPositionEmbeddings;
           if (flags.ctxSize !== undefined && flags.ctxSize > ctxMax) {
             loaded.model.dispose();
@@ -151,8 +162,8 @@ export function registerServeCommand(program: Command, io: CliIO = defaultIO(), 
       };
     });
     let guardHandle: { dispose(): void } | undefined;
-    let server: GemmaServer | undefined;
-    server = await createServer({
+    let late: LateRoutes | undefined;
+    const server: GemmaServer = await createServer({
       models: sources,
       apiKey,
       parallel: flags.parallel,
@@ -168,13 +179,26 @@ export function registerServeCommand(program: Command, io: CliIO = defaultIO(), 
       logger: flags.verbose === true,
       ...(gopts || withSaes
         ? {
-            configure: async (app) => {
-              if (gopts) guardHandle = await attachShieldGuard(app, gopts);
+            // The guard's and SAE's routes are declared now and bound once their models load,
+            // after the server listens: /health stays 503 until they and the default model are loaded.
+            configure: (app) => {
+              late = new LateRoutes(app, [...(gopts ? GUARD_ROUTES : []), ...(withSaes ? SAE_ROUTES : [])]);
+            },
+            loading: async (srv) => {
+              const guard = gopts
+                ? attachShieldGuard(late!.app, gopts).then(
+                    (h) => void (guardHandle = h),
+                    (e: unknown) => Promise.reject(new UsageError(`cannot load the guard model ${gopts.model}: ${(e as Error).message}`)),
+                  )
+                : undefined;
+              guard?.catch(() => undefined); // awaited below, after the SAEs
               if (withSaes) {
-                // SAE routes read the default model: it loads before the server listens.
-                const served = await server!.models.preload(specs[0]!.id);
-                registerSaeRoutes(app, { model: served.model, tokenizer: served.tokenizer, saes });
+                const saes: Record<string, JumpReluSae> = {};
+                for (const { name, file } of saeSpecs) saes[name] = await loadSae(file);
+                const served = await srv.models.preload(specs[0]!.id); // the SAE routes hold the default model
+                registerSaeRoutes(late!.app, { model: served.model, tokenizer: served.tokenizer, saes });
               }
+              await guard;
             },
           }
         : {}),
@@ -188,7 +212,7 @@ export function registerServeCommand(program: Command, io: CliIO = defaultIO(), 
       guardHandle?.dispose();
       throw new UsageError(`cannot listen on ${flags.host}:${flags.port}: ${(e as Error).message}`);
     }
-    io.stderr.write(`gemma serve: listening on ${url}, loading model "${srv.modelId}" (/health answers 503 until it is loaded)\n`);
+    io.stderr.write(`gemma serve: listening on ${url}, loading model "${srv.modelId}"${flags.guard || withSaes ? ` and the ${[flags.guard ? 'guard' : '', withSaes ? 'SAE' : ''].filter(Boolean).join(' and ')} models` : ''} (/health answers 503 until loaded)\n`);
 
     // The first signal drains, a second exits at once.
     let stopping: Promise<void> | undefined;

@@ -19,7 +19,7 @@
  * seeded request gives the same tokens batched or alone.
  */
 import { ModelError, UsageError } from '../errors.js';
-import type { KVCache, LanguageModel } from '../model/types.js';
+import type { BatchItem, KVCache, LanguageModel } from '../model/types.js';
 import type { StreamDecoder, Tokenizer } from '../tokenizer/types.js';
 import { checkPromptIds, MAX_TOP_LOGPROBS, type FinishReason, type GenerationChunk, type GenerationResult, type TopLogprob } from './generate.js';
 import { Sampler, tokenLogprobs, usableVocab, type SamplingOptions } from './sampler.js';
@@ -47,6 +47,12 @@ export interface SequenceRequest extends SamplingOptions {
   topLogprobs?: number;
   /** Drop control tokens from the text (default true). */
   skipSpecial?: boolean;
+  /**
+   * Scale of each of the model's LoRA adapters by id (BatchItem.lora; missing ids are off).
+   * Default: the adapters' global scales at submission. Sequences with different scales share
+   * steps; a cached prefix is reused only under the same scales.
+   */
+  lora?: readonly number[];
   /** Abort: the sequence ends with finishReason 'abort' and frees its cache at once. */
   signal?: AbortSignal;
   /** Called synchronously for every generated token (and a final id -1 chunk of released text). */
@@ -101,6 +107,10 @@ export interface SchedulerStats {
 interface Sequence {
   req: SequenceRequest;
   prompt: readonly number[];
+  /** The LoRA scales its tokens run under (undefined: the model has no adapters). */
+  lora: readonly number[] | undefined;
+  /** `lora` as a key: caches are reused only under the same scales. */
+  loraKey: string;
   maxTokens: number;
   nTop: number;
   wantLogprobs: boolean;
@@ -134,6 +144,7 @@ interface Sequence {
 interface PrefixEntry {
   ids: number[];
   cache: KVCache;
+  loraKey: string;
 }
 
 function commonPrefix(a: readonly number[], b: readonly number[]): number {
@@ -260,6 +271,12 @@ export class Scheduler {
     const matcher = new StopStringMatcher(req.stop ?? []);
     const stopIds = req.ignoreEos ? new Set<number>() : stopIdSet(req.stopIds ?? this.tokenizer?.stopIds ?? this.model.config.eosIds);
     const constraint = OutputConstraint.create(req.responseFormat, this.tokenizer, stopIds);
+    const adapters = this.model.loraAdapters?.() ?? [];
+    if (req.lora) {
+      if (req.lora.length > adapters.length) throw new UsageError(`LoRA scales for ${req.lora.length} adapters, but the model has ${adapters.length}`);
+      for (const v of req.lora) if (!Number.isFinite(v)) throw new UsageError(`LoRA scale ${v} is not a finite number`);
+    }
+    const lora = adapters.length ? adapters.map((a, id) => (req.lora ? (req.lora[id] ?? 0) : a.scale)) : undefined;
     if (this.active.length + this.queue.length >= this.parallel + this.maxQueue) {
       throw new QueueFullError(`too many requests: ${this.active.length} running and ${this.queue.length} waiting (the queue holds ${this.maxQueue})`);
     }
@@ -267,6 +284,8 @@ export class Scheduler {
       const seq: Sequence = {
         req,
         prompt: [...req.promptIds],
+        lora,
+        loraKey: lora ? lora.join(',') : '',
         maxTokens: Math.min(req.maxTokens, this.contextSize - req.promptIds.length),
         nTop,
         wantLogprobs: req.logprobs === true || nTop > 0,
@@ -349,6 +368,7 @@ export class Scheduler {
     let best = -1;
     let bestLen = 0;
     for (let i = 0; i < this.prefix.length; i++) {
+      if (this.prefix[i]!.loraKey !== seq.loraKey) continue; // keys and values computed under other adapters
       const c = commonPrefix(this.prefix[i]!.ids, prompt);
       if (c > bestLen) {
         bestLen = c;
@@ -397,8 +417,11 @@ export class Scheduler {
         batch.push({ seq, ids: seq.prompt.slice(seq.prefillPos, seq.prefillPos + n), last: n === remaining });
       }
     }
-    const inputs = new Array<{ ids: number[]; cache: KVCache }>(batch.length);
-    for (let i = 0; i < batch.length; i++) inputs[i] = { ids: batch[i]!.ids, cache: batch[i]!.seq.cache! };
+    const inputs = new Array<BatchItem>(batch.length);
+    for (let i = 0; i < batch.length; i++) {
+      const seq = batch[i]!.seq;
+      inputs[i] = seq.lora ? { ids: batch[i]!.ids, cache: seq.cache!, lora: seq.lora } : { ids: batch[i]!.ids, cache: seq.cache! };
+    }
     let results;
     try {
       results = await this.model.forwardBatchAsync(inputs);
@@ -546,7 +569,7 @@ export class Scheduler {
     if (seq.cache) {
       // Keep the cache for prefix reuse: it holds exactly `fed`.
       if (this.prefixCacheSize > 0 && !this.closed && seq.cache.length === seq.fed.length && seq.cache.length > 0) {
-        this.prefix.push({ ids: seq.fed, cache: seq.cache });
+        this.prefix.push({ ids: seq.fed, cache: seq.cache, loraKey: seq.loraKey });
         while (this.prefix.length > this.prefixCacheSize) this.prefix.shift()!.cache.dispose?.();
       } else seq.cache.dispose?.(); // frees backend (wasm) memory now rather than at garbage collection
       seq.cache = undefined;

@@ -20,8 +20,8 @@ import { hostTensors, type Tensor, type TensorBackend } from '../backend/tensor.
 import type { ModelConfig } from '../config/model-config.js';
 import { ModelError } from '../errors.js';
 import { GemmaKVCache, type KVType } from './kv-cache.js';
-import type { BatchItem, ForwardOptions, ForwardResult, Hook, KVCache, LanguageModel } from './types.js';
-import type { GemmaWeights, LoraSlot } from './weights.js';
+import type { BatchItem, ForwardOptions, ForwardResult, Hook, KVCache, LanguageModel, LoraAdapterInfo } from './types.js';
+import type { GemmaWeights, LoraDelta, LoraSlot } from './weights.js';
 import type { WeightMatrix } from '../backend/backend.js';
 
 export interface GemmaModelOptions {
@@ -46,6 +46,20 @@ interface Segment {
 
 type Hidden = NonNullable<ForwardResult['hidden']>;
 
+/**
+ * The scale of one LoRA adapter over a step's rows: undefined when it is off on every row, a
+ * number when every row has the same one, else one value per row.
+ */
+type RowScale = number | Float32Array | undefined;
+
+/** One linear layer's LoRA change: A [r, in], B [out, r] (f32), for {@link GemmaModel.addLoraAdapter}. */
+export interface LoraLayerDelta {
+  layer: number;
+  slot: LoraSlot;
+  A: WeightMatrix;
+  B: WeightMatrix;
+}
+
 /** A forward pass: yields the tensors whose values it needs, resumed with those values. */
 type Pass<T> = Generator<Tensor, T, Float32Array>;
 
@@ -64,6 +78,10 @@ export class GemmaModel implements LanguageModel {
   readonly contextSize: number;
   readonly kvType: KVType;
   private readonly w: GemmaWeights;
+  /** LoRA adapters by id: where they came from and their global scale. */
+  private readonly adapters: LoraAdapterInfo[] = [];
+  /** s * I_r matrices that scale rank-r rows on backends whose tensors the host cannot touch. */
+  private readonly diagonals = new Map<string, Matrix>();
 
   constructor(config: ModelConfig, weights: GemmaWeights, backend: Backend | TensorBackend, options: GemmaModelOptions = {}) {
     this.config = config;
@@ -84,7 +102,7 @@ export class GemmaModel implements LanguageModel {
   }
 
   forward(ids: readonly number[], cache: KVCache, options: ForwardOptions = {}): ForwardResult {
-    return this.runSync(this.run([{ ids, cache, allPositions: options.allPositions }], options.hooks, options.collectHidden ?? false))[0]!;
+    return this.runSync(this.run([{ ids, cache, allPositions: options.allPositions, ...(options.lora ? { lora: options.lora } : {}) }], options.hooks, options.collectHidden ?? false))[0]!;
   }
 
   forwardBatch(items: readonly BatchItem[], options: Omit<ForwardOptions, 'allPositions' | 'collectHidden'> = {}): ForwardResult[] {
@@ -92,7 +110,7 @@ export class GemmaModel implements LanguageModel {
   }
 
   async forwardAsync(ids: readonly number[], cache: KVCache, options: ForwardOptions = {}): Promise<ForwardResult> {
-    return (await this.runAsync(this.run([{ ids, cache, allPositions: options.allPositions }], options.hooks, options.collectHidden ?? false)))[0]!;
+    return (await this.runAsync(this.run([{ ids, cache, allPositions: options.allPositions, ...(options.lora ? { lora: options.lora } : {}) }], options.hooks, options.collectHidden ?? false)))[0]!;
   }
 
   forwardBatchAsync(items: readonly BatchItem[], options: Omit<ForwardOptions, 'allPositions' | 'collectHidden'> = {}): Promise<ForwardResult[]> {
@@ -145,6 +163,7 @@ export class GemmaModel implements LanguageModel {
 
   private *run(items: readonly BatchItem[], hooks: Record<string, Hook> | undefined, collectHidden: boolean): Pass<ForwardResult[]> {
     const caches = this.validate(items);
+    const itemScales = this.itemLoraScales(items);
     const b = this.tensors;
     const H = this.config.hiddenSize;
     const V = this.vocabSize;
@@ -166,7 +185,7 @@ export class GemmaModel implements LanguageModel {
         segs.push({ item: i, ids, cache: caches[i]!, row: rowsTotal });
         rowsTotal += ids.length;
       });
-      const x = yield* this.runStep(segs, rowsTotal, hooks, hidden, start);
+      const x = yield* this.runStep(segs, rowsTotal, hooks, hidden, start, this.rowScales(segs, rowsTotal, itemScales));
 
       // Final norm + logits, only for the rows callers want.
       const wanted: Array<{ seg: Segment; from: number; count: number; outRow: number }> = [];
@@ -214,7 +233,7 @@ export class GemmaModel implements LanguageModel {
   }
 
   /** Run one step through every layer; returns the residual stream [rows, H] (before the final norm). */
-  private *runStep(segs: Segment[], n: number, hooks: Record<string, Hook> | undefined, hidden: Hidden | undefined, offset: number): Pass<Tensor> {
+  private *runStep(segs: Segment[], n: number, hooks: Record<string, Hook> | undefined, hidden: Hidden | undefined, offset: number, loraScales: readonly RowScale[]): Pass<Tensor> {
     const c = this.config;
     const b = this.tensors;
     const H = c.hiddenSize;
@@ -272,7 +291,7 @@ export class GemmaModel implements LanguageModel {
         b.copyRows(x, 0, n * H, h, 0, n * H, 1, n * H);
         b.rmsNorm(h, L.inputNorm, n, H, c.rmsNormEps);
         this.project(L.qkv, h, n, [q, k, v], [qDim, kvDim, kvDim], stacked);
-        if (L.lora) for (const [slot, y, d] of [['q', q, qDim], ['k', k, kvDim], ['v', v, kvDim]] as const) this.applyLora(L.lora[slot], h, n, y, d);
+        if (L.lora) for (const [slot, y, d] of [['q', q, qDim], ['k', k, kvDim], ['v', v, kvDim]] as const) this.applyLora(L.lora[slot], h, n, y, d, loraScales);
         if (L.qNorm && L.kNorm) {
           b.rmsNorm(q, L.qNorm, n * c.numHeads, c.headDim, c.rmsNormEps);
           b.rmsNorm(k, L.kNorm, n * c.numKvHeads, c.headDim, c.rmsNormEps);
@@ -296,7 +315,7 @@ export class GemmaModel implements LanguageModel {
         // blocks.{i}.attn.hook_z: the concatenated head outputs [n, nHeads * headDim] before o_proj.
         if (hooks) yield* hook(`blocks.${i}.attn.hook_z`, i, att, qDim);
         b.matmul(L.o, att, n, attnOut);
-        if (L.lora) this.applyLora(L.lora.o, att, n, attnOut, H);
+        if (L.lora) this.applyLora(L.lora.o, att, n, attnOut, H, loraScales);
         if (c.sandwichNorms) b.rmsNorm(attnOut, L.postAttnNorm, n, H, c.rmsNormEps);
         if (hooks) yield* hook(`blocks.${i}.hook_attn_out`, i, attnOut, H);
         b.add(x, attnOut, n * H);
@@ -305,10 +324,10 @@ export class GemmaModel implements LanguageModel {
         b.copyRows(x, 0, n * H, h, 0, n * H, 1, n * H);
         b.rmsNorm(h, c.sandwichNorms ? L.preFfnNorm! : L.postAttnNorm, n, H, c.rmsNormEps);
         this.project(L.gateUp, h, n, [gate, up], [c.intermediateSize, c.intermediateSize], stacked);
-        if (L.lora) for (const [slot, y] of [['gate', gate], ['up', up]] as const) this.applyLora(L.lora[slot], h, n, y, c.intermediateSize);
+        if (L.lora) for (const [slot, y] of [['gate', gate], ['up', up]] as const) this.applyLora(L.lora[slot], h, n, y, c.intermediateSize, loraScales);
         b.geluMul(gate, up, n * c.intermediateSize);
         b.matmul(L.down, gate, n, mlpOut);
-        if (L.lora) this.applyLora(L.lora.down, gate, n, mlpOut, H);
+        if (L.lora) this.applyLora(L.lora.down, gate, n, mlpOut, H, loraScales);
         if (c.sandwichNorms) b.rmsNorm(mlpOut, L.postFfnNorm!, n, H, c.rmsNormEps);
         if (hooks) yield* hook(`blocks.${i}.hook_mlp_out`, i, mlpOut, H);
         b.add(x, mlpOut, n * H);
@@ -346,29 +365,128 @@ export class GemmaModel implements LanguageModel {
     }
   }
 
-  /** y += B (A x) for each adapter on this linear layer (LoRA without merging). */
-  private applyLora(list: readonly { A: Matrix; B: Matrix }[] | undefined, x: Tensor, n: number, y: Tensor, outDim: number): void {
+  /** Each item's scale of every adapter: its own (missing ids off) or the global ones. */
+  private itemLoraScales(items: readonly BatchItem[]): Array<readonly number[]> {
+    const globals = this.adapters.map((a) => a.scale);
+    return items.map((it) => {
+      if (!it.lora) return globals;
+      for (const v of it.lora) if (!Number.isFinite(v)) throw new ModelError(`LoRA scale ${v} is not a finite number`);
+      if (it.lora.length > this.adapters.length) throw new ModelError(`LoRA scales for ${it.lora.length} adapters, but the model has ${this.adapters.length}`);
+      return this.adapters.map((_, id) => it.lora![id] ?? 0);
+    });
+  }
+
+  /** Each adapter's scale over a step's rows (segments are contiguous rows of one item). */
+  private rowScales(segs: readonly Segment[], n: number, itemScales: ReadonlyArray<readonly number[]>): RowScale[] {
+    return this.adapters.map((_, id) => {
+      const first = itemScales[segs[0]!.item]![id]!;
+      if (segs.every((s) => itemScales[s.item]![id] === first)) return first === 0 ? undefined : first;
+      const rows = new Float32Array(n);
+      for (const s of segs) rows.fill(itemScales[s.item]![id]!, s.row, s.row + s.ids.length);
+      return rows;
+    });
+  }
+
+  /** y += s * B (A x) for each adapter on this linear layer, s per row (LoRA without merging). */
+  private applyLora(list: readonly LoraDelta[] | undefined, x: Tensor, n: number, y: Tensor, outDim: number, scales: readonly RowScale[]): void {
     if (!list) return;
     const b = this.tensors;
-    for (const { A, B } of list) {
-      const u = b.alloc(n * A.rows), z = b.alloc(n * outDim);
+    for (const { A, B, adapter, rank } of list) {
+      const s = scales[adapter];
+      if (s === undefined) continue;
+      const u = b.alloc(n * rank), z = b.alloc(n * outDim);
       b.matmul(A, x, n, u);
-      b.matmul(B, u, n, z);
+      const scaled = s === 1 ? u : this.scaleRows(u, n, rank, s);
+      b.matmul(B, scaled, n, z);
       b.add(y, z, n * outDim);
+      if (scaled !== u) b.free(scaled);
       b.free(u);
       b.free(z);
     }
   }
 
+  /** Rows of u [n, r] times their scale: in place on host tensors, else into a new tensor (s * I products). */
+  private scaleRows(u: Tensor, n: number, r: number, s: number | Float32Array): Tensor {
+    const b = this.tensors;
+    const scaleOf = (row: number) => (typeof s === 'number' ? s : s[row]!);
+    if (b.readSync) {
+      const v = b.readSync(u);
+      for (let t = 0; t < n; t++) {
+        const k = scaleOf(t);
+        for (let j = t * r; j < (t + 1) * r; j++) v[j] = v[j]! * k;
+      }
+      return u;
+    }
+    const out = b.alloc(n * r);
+    for (let t0 = 0; t0 < n; ) {
+      const k = scaleOf(t0);
+      let t1 = t0 + 1;
+      while (t1 < n && scaleOf(t1) === k) t1++;
+      if (k === 1) b.copyRows(u, t0 * r, r, out, t0 * r, r, t1 - t0, r);
+      else if (k !== 0) b.matmul(this.diagonal(r, k), b.view(u, t0 * r, (t1 - t0) * r), t1 - t0, b.view(out, t0 * r, (t1 - t0) * r));
+      t0 = t1;
+    }
+    return out;
+  }
+
+  private diagonal(r: number, k: number): Matrix {
+    const key = `${r}:${k}`;
+    let m = this.diagonals.get(key);
+    if (!m) {
+      const d = new Float32Array(r * r);
+      for (let i = 0; i < r; i++) d[i * r + i] = k;
+      if (this.diagonals.size >= 256) this.diagonals.clear();
+      m = this.tensors.prepareMatrix({ dtype: 'f32', rows: r, cols: r, data: new Uint8Array(d.buffer) });
+      this.diagonals.set(key, m);
+    }
+    return m;
+  }
+
   /**
-   * Apply a LoRA adapter to one linear layer without merging: A [r, in] and B [out, r] (f32,
-   * with the adapter's scale already multiplied into B). The base weights are not touched.
+   * Load a LoRA adapter without merging: per linear layer A [r, in] and B [out, r] (f32, with
+   * the adapter's alpha / r already multiplied into B). Each layer then computes
+   * W x + s * B (A x) where s is the adapter's scale for that token's sequence (BatchItem.lora),
+   * else its global `scale`. The base weights are not touched. Returns the adapter's id.
    */
+  addLoraAdapter(deltas: readonly LoraLayerDelta[], options: { path?: string; scale?: number } = {}): number {
+    const c = this.config;
+    const qDim = c.numHeads * c.headDim, kvDim = c.numKvHeads * c.headDim;
+    const shapes: Record<LoraSlot, [number, number]> = {
+      q: [qDim, c.hiddenSize], k: [kvDim, c.hiddenSize], v: [kvDim, c.hiddenSize], o: [c.hiddenSize, qDim],
+      gate: [c.intermediateSize, c.hiddenSize], up: [c.intermediateSize, c.hiddenSize], down: [c.hiddenSize, c.intermediateSize],
+    };
+    const scale = options.scale ?? 1;
+    if (!Number.isFinite(scale)) throw new ModelError(`LoRA scale ${scale} is not a finite number`);
+    for (const d of deltas) {
+      if (!this.w.layers[d.layer]) throw new ModelError(`LoRA on layer ${d.layer}: the model has ${this.w.layers.length} layers`);
+      const [out, inDim] = shapes[d.slot];
+      if (d.A.cols !== inDim || d.B.rows !== out || d.A.rows !== d.B.cols) {
+        throw new ModelError(`LoRA on layer ${d.layer} ${d.slot}: A [${d.A.rows}, ${d.A.cols}] and B [${d.B.rows}, ${d.B.cols}] do not fit the weight [${out}, ${inDim}]`);
+      }
+    }
+    const id = this.adapters.length;
+    for (const d of deltas) {
+      const lists = (this.w.layers[d.layer]!.lora ??= {});
+      (lists[d.slot] ??= []).push({ A: this.tensors.prepareMatrix(d.A), B: this.tensors.prepareMatrix(d.B), adapter: id, rank: d.A.rows });
+    }
+    this.adapters.push({ id, path: options.path ?? `adapter ${id}`, scale });
+    return id;
+  }
+
+  /** One linear layer's LoRA (B already scaled) as an adapter of its own at scale 1. */
   addLora(layer: number, slot: LoraSlot, A: WeightMatrix, B: WeightMatrix): void {
-    const L = this.w.layers[layer];
-    if (!L) throw new ModelError(`LoRA on layer ${layer}: the model has ${this.w.layers.length} layers`);
-    const lists = (L.lora ??= {});
-    (lists[slot] ??= []).push({ A: this.tensors.prepareMatrix(A), B: this.tensors.prepareMatrix(B) });
+    this.addLoraAdapter([{ layer, slot, A, B }]);
+  }
+
+  loraAdapters(): readonly LoraAdapterInfo[] {
+    return this.adapters.map((a) => ({ ...a }));
+  }
+
+  setLoraScale(id: number, scale: number): void {
+    const a = this.adapters[id];
+    if (!Number.isInteger(id) || !a) throw new ModelError(`no LoRA adapter with id ${id} (the model has ${this.adapters.length})`);
+    if (!Number.isFinite(scale)) throw new ModelError(`LoRA scale ${scale} is not a finite number`);
+    a.scale = scale;
   }
 
   dispose(): void {

@@ -35,6 +35,8 @@ export interface ForwardOptions {
   hooks?: Record<string, Hook>;
   /** Collect hidden states: embeddings, each layer's residual output, final norm (for tests / tools). */
   collectHidden?: boolean;
+  /** Scale of each LoRA adapter by id for this call (see BatchItem.lora; default: the global scales). */
+  lora?: readonly number[];
 }
 
 /** What `model.forward` returns. */
@@ -69,6 +71,22 @@ export interface BatchItem {
   cache: KVCache;
   /** Return logits for every new token of this item (default: the last only). */
   allPositions?: boolean;
+  /**
+   * The scale of each LoRA adapter for this item's tokens, by adapter id (see
+   * {@link LanguageModel.loraAdapters}); ids past the end are off (0). Default: every adapter's
+   * global scale. Items with different scales share one pass (the delta is applied per row).
+   */
+  lora?: readonly number[];
+}
+
+/** A LoRA adapter loaded into a model (applied without merging, per row). */
+export interface LoraAdapterInfo {
+  /** Its index, in the order adapters were added. */
+  id: number;
+  /** Where it came from (a path), or a name. */
+  path: string;
+  /** The global scale: used by passes that do not give their own (0 = off). */
+  scale: number;
 }
 
 /** A loaded model (see {@link GemmaModel}): the forward pass over a KV cache. */
@@ -94,6 +112,10 @@ export interface LanguageModel {
    */
   forwardAsync(ids: readonly number[], cache: KVCache, options?: ForwardOptions): Promise<ForwardResult>;
   forwardBatchAsync(items: readonly BatchItem[], options?: Omit<ForwardOptions, 'allPositions' | 'collectHidden'>): Promise<ForwardResult[]>;
+  /** The LoRA adapters loaded into the model (none when absent). */
+  loraAdapters?(): readonly LoraAdapterInfo[];
+  /** Set an adapter's global scale (0 = off); throws ModelError on an unknown id or a non-finite scale. */
+  setLoraScale?(id: number, scale: number): void;
   /** Free the weights and the backend (wasm memory, worker threads); the model is unusable afterwards. */
   dispose(): void;
 }

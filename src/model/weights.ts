@@ -27,17 +27,20 @@ export interface LayerWeights {
   /** [gate | up] per token: one fused matrix when they share a dtype, else gate, up. */
   gateUp: Matrix[];
   down: Matrix;
-  /** LoRA adapters applied without merging: y += B (A x), B already scaled (GemmaModel.addLora). */
+  /** LoRA adapters applied without merging: y += s * B (A x), s per row (GemmaModel.addLoraAdapter). */
   lora?: Partial<Record<LoraSlot, LoraDelta[]>>;
 }
 
 /** The linear layers an adapter can change. */
 export type LoraSlot = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
 
-/** One adapter on one linear layer: A [r, in], B [out, r] (scale folded in), as backend matrices. */
+/** One adapter on one linear layer: A [r, in], B [out, r] (alpha / r folded in), as backend matrices. */
 export interface LoraDelta {
   A: Matrix;
   B: Matrix;
+  /** The adapter's id (GemmaModel.addLoraAdapter): its scale comes per row. */
+  adapter: number;
+  rank: number;
 }
 
 export interface GemmaWeights {

@@ -7,6 +7,7 @@ import type { ServerResponse } from 'node:http';
 import type { z } from 'zod';
 import { compileResponseFormat, type ResponseFormat } from '../generate/constraint/index.js';
 import { QueueFullError, type SequenceRequest, type SequenceResult } from '../generate/scheduler.js';
+import { requestLora } from './lora.js';
 import { HttpError, wellFormed } from './openai.js';
 import { responseFormatOf, unsupportedField, describeZodError, type ChatRequest } from './schemas.js';
 import type { ServedModel } from './served-model.js';
@@ -65,11 +66,12 @@ export function toolFormat(config: ToolConfig): ResponseFormat {
   return rf;
 }
 
-export type Sampling = Pick<ChatRequest, 'temperature' | 'top_p' | 'top_k' | 'min_p' | 'repetition_penalty' | 'presence_penalty' | 'frequency_penalty' | 'seed' | 'stop' | 'ignore_eos' | 'logit_bias'>;
+export type Sampling = Pick<ChatRequest, 'temperature' | 'top_p' | 'top_k' | 'min_p' | 'repetition_penalty' | 'presence_penalty' | 'frequency_penalty' | 'seed' | 'stop' | 'ignore_eos' | 'logit_bias' | 'lora'>;
 
 /** OpenAI's sampling fields as the scheduler's options for choice `index`. */
 export function sequenceOptions(served: ServedModel, r: Sampling, index: number, baseSeed: number, format: ResponseFormat | undefined): Omit<SequenceRequest, 'promptIds' | 'maxTokens'> {
   const stop = r.stop === null || r.stop === undefined ? [] : typeof r.stop === 'string' ? [r.stop] : r.stop;
+  const lora = requestLora(served.model, r.lora);
   let temperature = r.temperature ?? 1;
   if (r.top_p === 0) temperature = 0; // top_p 0 keeps only the most likely token
   return {
@@ -85,6 +87,7 @@ export function sequenceOptions(served: ServedModel, r: Sampling, index: number,
     ignoreEos: r.ignore_eos ?? false,
     ...(r.logit_bias ? { logitBias: biasMap(served, r.logit_bias) } : {}),
     ...(format ? { responseFormat: format } : {}),
+    ...(lora ? { lora } : {}),
   };
 }
 

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { JsonSchema, ResponseFormat } from '../generate/constraint/index.js';
+import { loraListSchema } from './lora.js';
 
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
 
@@ -46,6 +47,8 @@ const sampling = {
     .nullish(),
   // Checked by responseFormatOf (error messages name the schema keyword at fault).
   response_format: z.unknown().nullish(),
+  // llama-server's per-request LoRA scales [{id, scale}] (lora.ts).
+  lora: loraListSchema.nullish(),
 };
 
 /**

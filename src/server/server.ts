@@ -6,6 +6,7 @@
  *   GET  /v1/models             the served model(s)                 routes/models.ts
  *   GET  /health                readiness and slots (no auth)       routes/health.ts
  *   GET  /metrics               Prometheus text                     routes/metrics.ts
+ *   GET/POST /lora-adapters     LoRA adapters' global scales        routes/lora.ts
  *   GET  /                      the chat page (no auth)             routes/page.ts
  *
  * The core (app.ts) sets up fastify, JSON bodies, CORS, the API key and OpenAI-shaped errors
@@ -25,6 +26,7 @@ import { ModelPool, type ModelSource } from './model-pool.js';
 import { registerChatRoutes } from './routes/chat.js';
 import { registerCompletionRoutes } from './routes/completions.js';
 import { registerHealthRoutes } from './routes/health.js';
+import { registerLoraRoutes } from './routes/lora.js';
 import { registerMetricsRoute } from './routes/metrics.js';
 import { registerModelRoutes } from './routes/models.js';
 import { registerPageRoutes } from './routes/page.js';
@@ -72,6 +74,12 @@ export interface ServerOptions extends SchedulerOptions {
    */
   configure?: (app: FastifyInstance) => void | Promise<void>;
   /**
+   * More work the server waits for before it reports ready (e.g. the guard's and SAE's models,
+   * registered through LateRoutes): started when the server is created, beside the default
+   * model's load; /health stays 503 until both are done, and a failure is the server's failure.
+   */
+  loading?: (server: GemmaServer) => Promise<void>;
+  /**
    * Build the constraint's token table (response_format, tools) in a worker once listening, so
    * that the first constrained request does not pay for it (default true).
    */
@@ -85,8 +93,8 @@ export interface GemmaServer {
   /** The default model's id. */
   modelId: string;
   models: ModelPool;
-  /** Resolves once the default model is loaded (at once with `model`); rejects if it fails. */
-  ready: Promise<void>;
+  /** Resolves once the default model (and ServerOptions.loading) is loaded (at once with `model`); rejects if it fails. */
+  readonly ready: Promise<void>;
   readonly state: ServerState;
   /** Requests accepted and not yet answered (streams until their last byte). */
   readonly requestsInFlight: number;
@@ -129,15 +137,9 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
   const life = lifecycle;
   const ctx: RouteContext = { ...core, models: pool, lifecycle: life, affinityTokens: options.affinityTokens ?? DEFAULT_AFFINITY_TOKENS, startedAt: Date.now() };
 
-  const ready = pool.preload(defaultId).then(
-    () => life.markReady(),
-    (e: unknown) => {
-      life.markFailed(e as Error);
-      throw e;
-    },
-  );
-  if (given) await ready; // a given model is ready at once; bad scheduler options throw here
-  else ready.catch(() => undefined); // reported through `ready` and /health
+  const modelReady = pool.preload(defaultId);
+  modelReady.catch(() => undefined); // reported through `ready` and /health
+  if (given) await modelReady; // a given model is ready at once; bad scheduler options throw here
 
   if (options.configure) await options.configure(core.app);
   registerPageRoutes(ctx);
@@ -146,8 +148,10 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
   registerMetricsRoute(ctx);
   registerChatRoutes(ctx);
   registerCompletionRoutes(ctx);
+  registerLoraRoutes(ctx);
 
-  return {
+  let ready: Promise<void> = Promise.resolve();
+  const server: GemmaServer = {
     app: core.app,
     get scheduler() {
       const s = pool.peek(defaultId);
@@ -156,7 +160,9 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
     },
     modelId: defaultId,
     models: pool,
-    ready,
+    get ready() {
+      return ready;
+    },
     get state() {
       return life.state;
     },
@@ -172,4 +178,15 @@ export async function createServer(options: ServerOptions): Promise<GemmaServer>
     },
     close: () => life.close(),
   };
+  const extra = options.loading ? options.loading(server) : Promise.resolve();
+  ready = Promise.all([modelReady, extra]).then(
+    () => life.markReady(),
+    (e: unknown) => {
+      life.markFailed(e as Error);
+      throw e;
+    },
+  );
+  ready.catch(() => undefined); // reported through `ready` and /health
+  if (given && !options.loading) await ready;
+  return server;
 }

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { WeightMatrix } from '../backend/backend.js';
 import { convertToGGUF, CONVERT_TYPES, type ConvertType } from '../formats/convert.js';
-import { GemmaModel } from '../model/gemma.js';
+import { GemmaModel, type LoraLayerDelta } from '../model/gemma.js';
 import type { LanguageModel } from '../model/types.js';
 import type { LoraSlot } from '../model/weights.js';
 import { loadTrainModel, saveFullModel } from './checkpoint-io.js';
@@ -225,23 +225,27 @@ export { resolveTargets };
 const SLOT: Record<LoraModule, LoraSlot> = { q_proj: 'q', k_proj: 'k', v_proj: 'v', o_proj: 'o', gate_proj: 'gate', up_proj: 'up', down_proj: 'down' };
 
 /**
- * Apply an adapter (or its path) to a loaded model without merging: each targeted layer computes
- * W x + scale * multiplier * B (A x), the base weights staying in their stored type. Several
- * adapters may be applied; they add up.
+ * Load an adapter (or its path) into a loaded model without merging: each targeted layer computes
+ * W x + multiplier * scale * B (A x), the base weights staying in their stored type. Several
+ * adapters may be loaded; they add up. The multiplier is the adapter's global scale in the model
+ * (GemmaModel.setLoraScale); a pass may give its own per sequence (BatchItem.lora), by the id
+ * returned in `id` (the adapters' order of loading).
  */
-export function applyLora(model: LanguageModel, adapter: Adapter | string, multiplier = 1): Adapter {
+export function applyLora(model: LanguageModel, adapter: Adapter | string, multiplier = 1): Adapter & { id: number } {
   const a = typeof adapter === 'string' ? loadAdapter(adapter) : adapter;
   if (!(model instanceof GemmaModel)) throw new UsageError('applyLora needs a Gemma model from loadModel');
+  if (!Number.isFinite(multiplier)) throw new UsageError(`LoRA scale ${multiplier} is not a finite number`);
   checkAdapter(a, model.config);
   const r = a.config.rank;
-  const s = a.scale * multiplier;
+  const mat = (data: Float32Array, rows: number, cols: number): WeightMatrix => ({ dtype: 'f32', rows, cols, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+  const deltas: LoraLayerDelta[] = [];
   for (const [name, { A, B }] of a.tensors) {
     const m = /^layers\.(\d+)\.\w+\.(\w+)$/.exec(name)!;
-    const scaled = B.map((v) => v * s);
-    const mat = (data: Float32Array, rows: number, cols: number): WeightMatrix => ({ dtype: 'f32', rows, cols, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
-    model.addLora(Number(m[1]), SLOT[m[2] as LoraModule], mat(A, r, A.length / r), mat(scaled, scaled.length / r, r));
+    const scaled = B.map((v) => v * a.scale);
+    deltas.push({ layer: Number(m[1]), slot: SLOT[m[2] as LoraModule], A: mat(A, r, A.length / r), B: mat(scaled, scaled.length / r, r) });
   }
-  return a;
+  const id = model.addLoraAdapter(deltas, { path: typeof adapter === 'string' ? adapter : (a.path ?? 'adapter'), scale: multiplier });
+  return { ...a, id };
 }
 
 /**
