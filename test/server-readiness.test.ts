@@ -13,6 +13,7 @@ import { registerServeCommand } from '../src/cli/serve.js';
 import { createServer } from '../src/server/server.js';
 import { runCli } from './helpers/cli.js';
 import { randomSae, saeArrays, writeNpz } from './helpers/npz-writer.js';
+import { repoRoot } from './helpers/paths.js';
 import { loadDemo } from './helpers/server.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gemma-readiness-'));
@@ -69,7 +70,8 @@ async function freePort(): Promise<number> {
 test('gemma serve --guard demo --sae F: listens at once, 503 until every model is loaded, then the guard and SAE routes answer', async () => {
   const saeFile = path.join(tmp, 'demo-scope-res', 'layer_1', 'width_32', 'average_l0_5', 'params.npz');
   fs.mkdirSync(path.dirname(saeFile), { recursive: true });
-  writeNpz(saeFile, saeArrays(randomSae(64, 32, 4)));
+  const hidden = (JSON.parse(fs.readFileSync(path.join(repoRoot(), 'models', 'demo', 'config.json'), 'utf8')) as { hidden_size: number }).hidden_size;
+  writeNpz(saeFile, saeArrays(randomSae(hidden, 32, 4)));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const stop = new AbortController();
@@ -100,7 +102,7 @@ test('gemma serve --guard demo --sae F: listens at once, 503 until every model i
     assert.equal(mod.status, 200, await mod.clone().text());
     assert.equal(((await mod.json()) as { results: unknown[] }).results.length, 1);
     const sae = (await (await fetch(`${url}/v1/sae`)).json()) as { data: Array<{ id: string; d_in: number }> };
-    assert.deepEqual(sae.data.map((d) => [d.id, d.d_in]), [['res', 64]]);
+    assert.deepEqual(sae.data.map((d) => [d.id, d.d_in]), [['res', hidden]]);
     const feats = await fetch(`${url}/v1/sae/features`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sae: 'res', ids: [2, 10, 20] }) });
     assert.equal(feats.status, 200, await feats.clone().text());
     // guarded chat still answers (the guard's hooks are bound)
