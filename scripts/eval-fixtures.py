@@ -192,6 +192,85 @@ with open(os.path.join(os.path.dirname(OUT), 'bbq-metrics.json'), 'w') as f:
     json.dump(bbq_fixture, f, indent=1)
     f.write('\n')
 
+# --apply_chat_template, with and without fewshot_as_multiturn: the harness's own fewshot_context /
+# build_qa_turn / multiple_input_context (lifted from its task.py) and Message /
+# multiturn_to_singleturn (its api/utils.py), rendered with the demo model's chat template the way
+# transformers' apply_chat_template renders (trim_blocks, lstrip_blocks, continue_final_message).
+def harness_chat_module():
+    src = subprocess.run(['git', '-C', REPO, 'show', 'HEAD:lm_eval/api/utils.py'], capture_output=True, text=True, check=True).stdout
+    mod = types.ModuleType('harness_api_utils'); sys.modules['harness_api_utils'] = mod; exec(compile(src, 'lm_eval/api/utils.py', 'exec'), mod.__dict__)
+    task_src = subprocess.run(['git', '-C', REPO, 'show', 'HEAD:lm_eval/api/task.py'], capture_output=True, text=True, check=True).stdout
+    tree = ast.parse(task_src)
+    wanted = {'fewshot_context', 'build_qa_turn', 'multiple_input_context'}
+    methods = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == 'ConfigurableTask':
+            for f in node.body:
+                if isinstance(f, ast.FunctionDef) and f.name in wanted:
+                    f.decorator_list = []
+                    methods[f.name] = f
+    module = ast.Module(body=[ast.ImportFrom(module='__future__', names=[ast.alias(name='annotations')], level=0)] + list(methods.values()), type_ignores=[])
+    ns = {'Message': mod.Message, 'maybe_delimit': mod.maybe_delimit, 'requires_delimiter': mod.requires_delimiter,
+          'multiturn_to_singleturn': mod.multiturn_to_singleturn, 'partial': __import__('functools').partial, 'cast': lambda t, v: v}
+    exec(compile(ast.fix_missing_locations(module), 'lm_eval/api/task.py', 'exec'), ns)
+    return {k: ns[k] for k in wanted}
+CHAT = harness_chat_module()
+DEMO_CFG = json.load(open(os.path.join(os.path.dirname(__file__), '..', 'models', 'demo', 'tokenizer_config.json')))
+def hf_apply_chat_template(messages, add_generation_prompt=True):
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    def raise_exception(m): raise Exception(m)
+    e = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=['jinja2.ext.loopcontrols'])
+    e.globals['raise_exception'] = raise_exception
+    out = e.from_string(DEMO_CFG['chat_template']).render(messages=messages, add_generation_prompt=add_generation_prompt, bos_token=DEMO_CFG.get('bos_token', '<bos>'), eos_token='<eos>')
+    if not add_generation_prompt:  # continue_final_message, as transformers does it
+        final = messages[-1]['content']
+        loc = out.rindex(final.strip())
+        out = out[: loc + len(final.lstrip())] if out[loc: loc + len(final.lstrip())] == final else out[: loc + len(final.strip())]
+    return out
+class NS:
+    def __init__(self, **kw): self.__dict__.update(kw)
+class HarnessTask:
+    def __init__(self, path, fewshot):
+        self.cfg = cfg = load(path)
+        self.fs_docs = fewshot
+        fs = cfg.get('fewshot_config') or {}
+        self.config = NS(description=cfg.get('description', ''), fewshot_delimiter=cfg.get('fewshot_delimiter', '\n\n'), target_delimiter=cfg.get('target_delimiter', ' '),
+                         test_split=cfg.get('test_split'), doc_to_choice=cfg.get('doc_to_choice'))
+        self.fewshot_cfg = NS(split=fs.get('split', cfg.get('fewshot_split') or cfg.get('training_split') or cfg.get('validation_split')), doc_to_text=cfg.get('doc_to_text'), doc_to_choice=cfg.get('doc_to_choice'),
+                              doc_to_target=cfg.get('doc_to_target'), gen_prefix=cfg.get('gen_prefix'), target_delimiter=self.config.target_delimiter, fewshot_delimiter=self.config.fewshot_delimiter)
+        # first_n, or the harness's default sampler: random.Random(1234).sample (the first document's draw)
+        first_n = fs.get('sampler') == 'first_n'
+        self.sampler = NS(sample=lambda n, eval_doc=None: list(self.fs_docs)[:n] if first_n else __import__('random').Random(1234).sample(list(self.fs_docs), n))
+        self.multiple_input = False
+    def resolve_field(self, doc, spec):
+        return apply_template(spec, doc) if spec else None
+    def doc_to_text(self, doc, spec=None): return field(self.cfg, set(doc.keys()), spec or self.cfg.get('doc_to_text'), doc, 'text')
+    def doc_to_choice(self, doc, spec=None): return field(self.cfg, set(doc.keys()), spec or self.cfg['doc_to_choice'], doc, 'choice')
+    def doc_to_target(self, doc, spec=None): return field(self.cfg, set(doc.keys()), spec or self.cfg['doc_to_target'], doc, 'target')
+for k, f in CHAT.items(): setattr(HarnessTask, k, f)
+def render_chat(path, doc, fewshot, n, multiturn, system):
+    t = HarnessTask(path, fewshot)
+    t.multiple_input = isinstance(t.doc_to_text(doc), int) and t.cfg.get('doc_to_choice') is not None
+    return t.fewshot_context(doc, n, system_instruction=system, apply_chat_template=True, fewshot_as_multiturn=multiturn, chat_template=hf_apply_chat_template, gen_prefix=t.resolve_field(doc, t.cfg.get('gen_prefix')))
+wino = {'sentence': 'The trophy did not fit in the suitcase because the _ was too big.', 'option1': 'trophy', 'option2': 'suitcase', 'answer': '1'}
+wino_fs = [{'sentence': 'Sam gave Tom a gift because _ was kind.', 'option1': 'Sam', 'option2': 'Tom', 'answer': '1'}]
+gsm = {'question': 'Tom has 3 apples and buys 2. How many?', 'answer': '3+2=5\n#### 5'}
+gsm_fs = [{'question': 'What is 1+1?', 'answer': '1+1=2\n#### 2'}, {'question': 'What is 2+2?', 'answer': '2+2=4\n#### 4'}]
+CHAT_CASES = [
+    ('mmlu/default/mmlu_world_religions.yaml', 'mmlu_world_religions', mmlu_doc, mmlu_dev, 2, None),
+    ('gsm8k/gsm8k.yaml', 'gsm8k', gsm, gsm_fs, 2, 'You are a careful solver.'),
+    ('winogrande/default.yaml', 'winogrande', wino, wino_fs, 1, None),
+    ('arc/arc_easy.yaml', 'arc_easy', arc, [arc], 0, 'Be brief.'),
+]
+chat_fixtures = []
+for path, name, doc, fewshot, n, system in CHAT_CASES:
+    for multiturn in (True, False):
+        chat_fixtures.append({'task': name, 'num_fewshot': n, 'doc': doc, 'fewshot_docs': fewshot, 'system_instruction': system, 'fewshot_as_multiturn': multiturn,
+                              'context': render_chat(path, doc, fewshot, n, multiturn, system)})
+with open(os.path.join(os.path.dirname(OUT), 'chat-rendered.json'), 'w') as f:
+    json.dump({'chat_template': 'models/demo/tokenizer_config.json', 'fixtures': chat_fixtures}, f, indent=1, ensure_ascii=False)
+    f.write('\n')
+
 fixtures = []
 for path, name, docs, fewshot, n in CASES:
     fixtures.append({'task': name, 'num_fewshot': n, 'docs': docs, 'fewshot_docs': fewshot, 'rendered': render(path, docs, fewshot, n)})

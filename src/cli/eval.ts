@@ -38,6 +38,7 @@ interface EvalFlags extends ModelFlags {
   tasks?: string;
   includePath?: string[];
   applyChatTemplate?: boolean;
+  fewshotAsMultiturn?: boolean;
   systemInstruction?: string;
   limit?: number;
   numFewshot?: number;
@@ -93,6 +94,10 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
     .option('--tasks <list>', 'comma-separated task / group / tag names or task YAML files')
     .option('--include-path <dir>', 'directory of extra task YAMLs (repeatable)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--apply-chat-template', "render prompts with the model's chat template")
+    .option('--fewshot-as-multiturn [bool]', 'with --apply-chat-template: few-shot examples as user / assistant turns (default true, as the harness; false = one user turn)', (v: string) => {
+      if (!['true', 'false', '1', '0', 'yes', 'no'].includes(v.toLowerCase())) throw new InvalidArgumentError('expected true or false.');
+      return ['true', '1', 'yes'].includes(v.toLowerCase());
+    })
     .option('--system-instruction <text>', 'system prompt placed before each prompt')
     .option('--limit <n>', 'documents per task (a fraction of the split when < 1)', parseLimit)
     .option('--num-fewshot <k>', 'few-shot examples per prompt (default: the task\'s num_fewshot, else 0)', parseIntFlag(0))
@@ -193,6 +198,7 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
         onProgress,
         ...(flags.includePath ? { includePath: flags.includePath.map((d) => path.resolve(d)) } : {}),
         ...(flags.applyChatTemplate ? { applyChatTemplate: true } : {}),
+        ...(flags.fewshotAsMultiturn !== undefined ? { fewshotAsMultiturn: flags.fewshotAsMultiturn } : {}),
         ...(flags.systemInstruction !== undefined ? { systemInstruction: flags.systemInstruction } : {}),
         ...(flags.limit !== undefined ? { limit: flags.limit } : {}),
         ...(flags.numFewshot !== undefined ? { numFewshot: flags.numFewshot } : {}),

@@ -18,7 +18,7 @@ import type { MetricValue, RequestResult } from './hooks.js';
 import { LocalLM, type EvalLM } from './lm.js';
 import { AGGREGATIONS, pooledSampleStderr, stderrFor } from './metrics.js';
 import { TaskRegistry, type GroupNode } from './registry.js';
-import { Task, type ChatTemplateFn, type Request } from './task.js';
+import { Task, continuingChatTemplate, type ChatTemplateFn, type Request } from './task.js';
 import { ShieldClassifier } from '../safety/classifier.js';
 import { shieldToxicityScorer, type ToxicityScorer } from './toxicity.js';
 
@@ -31,6 +31,8 @@ export interface EvaluateOptions extends DatasetOptions {
   batchSize?: number;
   /** Render prompts with the model's chat template. */
   applyChatTemplate?: boolean;
+  /** With applyChatTemplate: few-shot examples as separate user / assistant turns (default true, as the harness). */
+  fewshotAsMultiturn?: boolean;
   systemInstruction?: string;
   /** Seed of sampled generations (default 0) and of the few-shot sampler (default 1234, as the harness). */
   seed?: number;
@@ -82,6 +84,9 @@ export interface EvalResults {
   config: Record<string, unknown>;
   date: number;
   total_evaluation_time_seconds?: string;
+  /** As the harness writes them: whether few-shot examples were chat turns, the system instruction. */
+  fewshot_as_multiturn?: boolean;
+  system_instruction?: string | null;
   /** Tasks that could not run, one line each (the others' results are kept). */
   errors?: string[];
   /** With logSamples: per task, one record per (document, filter). */
@@ -149,7 +154,7 @@ export async function evaluate(
     if (!lmOrModel.tokenizer) throw new GemmaError('USAGE_ERROR', 'evaluation needs a tokenizer (the model has none)');
     const tok = lmOrModel.tokenizer;
     lm = new LocalLM(lmOrModel.model, tok, { batchSize: options.batchSize ?? 4, id: options.modelName ?? 'local' });
-    chatTemplate = (messages, add) => renderChat(tok, messages, { addGenerationPrompt: add });
+    chatTemplate = continuingChatTemplate((messages, add) => renderChat(tok, messages, { addGenerationPrompt: add }));
     const model = lmOrModel.model;
     defaultScorer = () => shieldToxicityScorer(new ShieldClassifier(model, tok), options.toxicityPolicies ? { policies: options.toxicityPolicies } : {});
   } else {
@@ -157,6 +162,8 @@ export async function evaluate(
     chatTemplate = (lm as { chatTemplate?: ChatTemplateFn }).chatTemplate;
   }
   if (options.applyChatTemplate && !chatTemplate) throw new GemmaError('USAGE_ERROR', '--apply-chat-template needs a model with a chat template');
+  if (options.fewshotAsMultiturn && !options.applyChatTemplate) throw new GemmaError('USAGE_ERROR', 'fewshot_as_multiturn needs --apply-chat-template (as in the harness)');
+  const multiturn = options.applyChatTemplate ? options.fewshotAsMultiturn ?? true : false;
 
   // Resolve tasks; a task that cannot be read is reported and the others run.
   const registry = new TaskRegistry();
@@ -201,7 +208,7 @@ export async function evaluate(
       const nShot = options.numFewshot ?? task.config.num_fewshot ?? 0;
       if (nShot > 0 && task.outputType === 'loglikelihood_rolling') throw new TaskError(task.name, 'num_fewshot', 'must be 0 for loglikelihood_rolling tasks');
       await task.prepareFewshot(nShot, options.fewshotSeed ?? 1234);
-      const po = { numFewshot: nShot, ...(options.applyChatTemplate && chatTemplate ? { chatTemplate } : {}), ...(options.systemInstruction ? { systemInstruction: options.systemInstruction } : {}) };
+      const po = { numFewshot: nShot, ...(options.applyChatTemplate && chatTemplate ? { chatTemplate, fewshotAsMultiturn: multiturn } : {}), ...(options.systemInstruction ? { systemInstruction: options.systemInstruction } : {}) };
       const prompts = task.docs.map((doc) => (task.outputType === 'loglikelihood_rolling' ? '' : task.fewshotContext(doc, po)));
       const requests = task.docs.map((doc, i) => task.buildRequests(doc, i, prompts[i]!, po));
       runs.push({ task, nShot, requests, prompts });
@@ -321,6 +328,8 @@ export async function evaluate(
       fewshot_seed: options.fewshotSeed ?? 1234,
     },
     date: Date.now() / 1000,
+    fewshot_as_multiturn: multiturn,
+    system_instruction: options.systemInstruction ?? null,
   };
   if (options.logSamples) out.samples = {};
   for (const run of runs) {

@@ -22,7 +22,27 @@ export interface PromptOptions {
   numFewshot: number;
   /** Render the prompt as one chat turn with this template (the model's). */
   chatTemplate?: ChatTemplateFn;
+  /** With a chat template: few-shot examples as user / assistant turns (the harness's fewshot_as_multiturn) rather than one user turn. */
+  fewshotAsMultiturn?: boolean;
   systemInstruction?: string;
+}
+
+/**
+ * A chat template as the harness calls Hugging Face's: with addGenerationPrompt false (a task with
+ * gen_prefix) the final message is continued (`continue_final_message`): the text is cut right
+ * after that message's content, as transformers cuts it.
+ */
+export function continuingChatTemplate(render: ChatTemplateFn): ChatTemplateFn {
+  return (messages, add) => {
+    const text = render(messages, add);
+    const last = messages[messages.length - 1];
+    if (add || !last) return text;
+    const final = last.content;
+    const at = text.lastIndexOf(final.trim());
+    if (at < 0) throw new Error('the chat template does not contain the final message, so it cannot be continued');
+    const lstripped = final.trimStart();
+    return text.slice(0, at + (text.slice(at, at + lstripped.length) === final ? lstripped.length : final.trim().length));
+  };
 }
 
 /** One request of a document: (context, continuation) to score, a text to score whole, or a context to continue. */
@@ -254,7 +274,7 @@ export class Task {
     const genPrefix = cfg.gen_prefix ? this.renderField('gen_prefix', cfg.gen_prefix, doc) : undefined;
     const render = (messages: Msg[]): string => {
       if (!o.chatTemplate) return messages.map((m) => m.content + m.delim).join('');
-      return o.chatTemplate(singleTurn(messages), !genPrefix);
+      return o.chatTemplate(o.fewshotAsMultiturn ? messages.map(({ role, content }) => ({ role, content })) : singleTurn(messages), !genPrefix);
     };
     if (this.multipleInput) {
       return this.docToChoice(doc).map((choice) => render([...msgs.map((m) => ({ ...m })), ...qaTurn(choice, undefined, undefined, genPrefix, '', '')]));
