@@ -3,6 +3,7 @@
  * request counter behind /metrics and OpenAI-shaped errors. Routes are added by routes/*.ts.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { GemmaError } from '../errors.js';
 import { QueueFullError } from '../generate/scheduler.js';
@@ -54,6 +55,23 @@ export function checkBearer(header: string | undefined, key: string): boolean {
   const given = m ? m[1]!.trim() : '';
   const ok = timingSafeEqual(sha256(given), sha256(key));
   return ok && m !== null;
+}
+
+/** How long an early answer waits for the rest of an unread request body. */
+const LINGER_MS = 5000;
+
+/** Reads and drops the rest of a request body; resolves at its end, on close, or after `ms`. */
+function drainRequest(raw: IncomingMessage, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      raw.off('end', done).off('close', done).off('error', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    raw.on('end', done).on('close', done).on('error', done);
+    raw.resume();
+  });
 }
 
 export function createApp(options: AppOptions): App {
@@ -111,6 +129,15 @@ export function createApp(options: AppOptions): App {
       }
     }
     return undefined;
+  });
+
+  // Lingering close, as nginx's lingering_close: an answer given before the request body was read
+  // (413 on the declared length, 415, 401) waits until the client has sent the rest, which is
+  // read and dropped, for at most LINGER_MS. Closing at once resets the connection under the
+  // client's writes, and the client may lose the answer ("fetch failed" instead of the 413).
+  app.addHook('onSend', async (req, _reply, payload) => {
+    if (!req.raw.complete && !req.raw.destroyed) await drainRequest(req.raw, LINGER_MS);
+    return payload;
   });
 
   app.addHook('onResponse', async (req, reply) => {
