@@ -52,7 +52,7 @@ export { Scheduler, QueueFullError } from './generate/scheduler.js';
 export type { SchedulerOptions, SchedulerStats, SequenceRequest, SequenceResult } from './generate/scheduler.js';
 
 // ShieldGemma: classification and guardrails.
-export { ShieldClassifier, loadShieldClassifier, ShieldGuard, SHIELD_POLICIES, DEFAULT_THRESHOLD, DEFAULT_REFUSAL, runEval as runShieldEval } from './safety/index.js';
+export { ShieldClassifier, loadShieldClassifier, ShieldGuard, SHIELD_POLICIES, DEFAULT_THRESHOLD, DEFAULT_REFUSAL, runEval as runShieldEval, runEvalAsync as runShieldEvalAsync } from './safety/index.js';
 export type {
   ClassifyRequest, ClassifyResult, ShieldClassifierOptions, LoadedShield, ShieldGuardOptions, GuardDecision, GuardMode, ShieldPolicy,
   EvalExample as ShieldEvalExample, EvalResult as ShieldEvalResult,
@@ -60,6 +60,7 @@ export type {
 
 // Interpretability: Gemma Scope SAEs, reading features, steering.
 export { loadSae, JumpReluSae, readFeatures, captureActivations, steeringHooks, clampHooks, evaluateSae, logitLens, topActivatingContexts } from './interpret/index.js';
+export { readFeaturesAsync, captureActivationsAsync, evaluateSaeAsync, logitLensAsync, topActivatingContextsAsync } from './interpret/index.js';
 export type { LoadSaeOptions, SparseActs, FeatureValue, FeaturesReport, TokenFeatures, ReadFeaturesOptions, SteerSpec, ClampSpec, SteerOptions, SaeEvalReport } from './interpret/index.js';
 
 // Formats: read and write checkpoints; convert and quantize to GGUF.

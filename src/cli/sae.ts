@@ -14,12 +14,13 @@ import fs from 'node:fs';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import type { Backend } from '../backend/backend.js';
+import { isTensorBackend, type TensorBackend } from '../backend/tensor.js';
 import { UsageError } from '../errors.js';
 import { checkPromptIds } from '../generate/generate.js';
 import { readCorpus, type CorpusDocument } from '../interpret/corpus.js';
-import { logitLens, topActivatingContexts } from '../interpret/explain.js';
-import { readFeatures } from '../interpret/features.js';
-import { evaluateSae } from '../interpret/metrics.js';
+import { logitLensAsync, topActivatingContextsAsync } from '../interpret/explain.js';
+import { readFeaturesAsync } from '../interpret/features.js';
+import { evaluateSaeAsync } from '../interpret/metrics.js';
 import { loadSae, type JumpReluSae } from '../interpret/sae.js';
 import { interventionHooksFromFlags } from '../interpret/steering.js';
 import type { Hook, LanguageModel } from '../model/types.js';
@@ -101,8 +102,9 @@ async function openAll(flags: SaeFlags, io: CliIO): Promise<{ loaded: LoadedMode
 
 /** Run the SAE encoder on the model's backend when it is not the JS reference (wasm: SIMD + threads). */
 function acceleratedEncoder(sae: JumpReluSae, loaded: LoadedModel, io: CliIO): void {
-  const backend = (loaded.model as { backend?: Backend }).backend;
-  if (!backend || backend.name === 'js') return;
+  const backend = (loaded.model as { backend?: Backend | TensorBackend }).backend;
+  // a GPU backend's products take GPU tensors, not the host arrays the encoder holds: encode on the CPU there
+  if (!backend || backend.name === 'js' || isTensorBackend(backend)) return;
   try {
     sae.useBackend(backend);
   } catch (e) {
@@ -185,7 +187,7 @@ export function registerSaeCommands(program: Command, io: CliIO = defaultIO()): 
         ids = flags.chat ? chatPromptIds(tokenizer, flags.prompt!, flags.system) : tokenizer.encode(flags.prompt!);
       }
       checkPromptIds(model, ids);
-      const report = readFeatures(model, s, ids, { top: flags.top, hook });
+      const report = await readFeaturesAsync(model, s, ids, { top: flags.top, hook });
       if (flags.json) {
         safeWrite(io, JSON.stringify({ tokens: report.tokens.map((t) => ({ id: t.id, features: t.features.map((f) => ({ index: f.index, value: f.value })) })) }) + '\n');
         return;
@@ -216,13 +218,13 @@ export function registerSaeCommands(program: Command, io: CliIO = defaultIO()): 
     const { model, tokenizer } = loaded;
     try {
       s.checkFeature(flags.feature);
-      const lens = logitLens(model, s, flags.feature, flags.top, hook);
-      let top: ReturnType<typeof topActivatingContexts> | undefined;
+      const lens = await logitLensAsync(model, s, flags.feature, flags.top, hook);
+      let top: Awaited<ReturnType<typeof topActivatingContextsAsync>> | undefined;
       if (flags.corpus) {
         const docs = corpusFrom(flags, loaded);
         const bar = progressBar(io, 'contexts');
         try {
-          top = topActivatingContexts(model, s, flags.feature, docs, { hook, k: flags.contexts, bosId: tokenizer?.bosId ?? loaded.config.bosId, onProgress: (d, n) => bar.update(d, n) });
+          top = await topActivatingContextsAsync(model, s, flags.feature, docs, { hook, k: flags.contexts, bosId: tokenizer?.bosId ?? loaded.config.bosId, onProgress: (d, n) => bar.update(d, n) });
         } finally {
           bar.stop();
         }
@@ -285,9 +287,9 @@ export function registerSaeCommands(program: Command, io: CliIO = defaultIO()): 
     try {
       const docs = corpusFrom(flags, loaded);
       const bar = progressBar(io, 'eval');
-      let r: ReturnType<typeof evaluateSae>;
+      let r: Awaited<ReturnType<typeof evaluateSaeAsync>>;
       try {
-        r = evaluateSae(model, s, docs, { hook, bosId: tokenizer?.bosId ?? loaded.config.bosId, zeroAblation: flags.zeroAblation, onProgress: (d, n) => bar.update(d, n) });
+        r = await evaluateSaeAsync(model, s, docs, { hook, bosId: tokenizer?.bosId ?? loaded.config.bosId, zeroAblation: flags.zeroAblation, onProgress: (d, n) => bar.update(d, n) });
       } finally {
         bar.stop();
       }

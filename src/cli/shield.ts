@@ -16,7 +16,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { FormatError, UsageError } from '../errors.js';
 import type { LoadedModel } from '../model/load.js';
 import { ShieldClassifier, type ShieldClassifierOptions } from '../safety/classifier.js';
-import { parseEvalData, parseShieldInput, runEval, type ShieldInputLine } from '../safety/eval.js';
+import { parseEvalData, parseShieldInput, runEvalAsync, type ShieldInputLine } from '../safety/eval.js';
 import { tokenizerOf } from '../safety/load.js';
 import type { AttachGuardOptions } from '../safety/server-routes.js';
 import { resolvePolicies, validatePolicy, type ShieldPolicy, type ShieldUseCase } from '../safety/templates.js';
@@ -184,7 +184,7 @@ export function registerShieldCommands(program: Command, io: CliIO = defaultIO()
           for (const p of classifier.prompts(req)) safeWrite(io, JSON.stringify({ policy: p.policy.id, prompt: p.prompt.text }) + '\n');
           continue;
         }
-        safeWrite(io, JSON.stringify(classifier.classify(req)) + '\n');
+        safeWrite(io, JSON.stringify(await classifier.classifyAsync(req)) + '\n');
       }
     } finally {
       loaded.model.dispose();
@@ -205,7 +205,7 @@ export function registerShieldCommands(program: Command, io: CliIO = defaultIO()
     const { loaded, classifier } = await openClassifier(flags, io, {});
     try {
       const t0 = performance.now();
-      const r = runEval(classifier, data, {
+      const r = await runEvalAsync(classifier, data, {
         ...(selected ? { policies: selected } : {}),
         customPolicies: custom,
         onProgress: (done, total) => {

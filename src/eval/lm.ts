@@ -158,11 +158,11 @@ export class LocalLM implements EvalLM {
       });
       const prefill = plans.filter((p) => p.shared > 0);
       for (const p of prefill) p.cache = this.model.createCache(p.longest);
-      if (prefill.length) this.model.forwardBatch(prefill.map((p) => ({ ids: p.inputs[0]!.slice(0, p.shared), cache: p.cache! })));
+      if (prefill.length) await this.model.forwardBatchAsync(prefill.map((p) => ({ ids: p.inputs[0]!.slice(0, p.shared), cache: p.cache! })));
       const items: Array<{ ids: number[]; cache: KVCache; allPositions: true; pair: number }> = [];
       const lead: Array<{ ids: number[]; cache: KVCache }> = [];
       for (const p of plans) {
-        p.members.forEach((pairIndex, k) => {
+        for (const [k, pairIndex] of p.members.entries()) {
           let cache: KVCache;
           if (p.cache) {
             const last = k === p.members.length - 1;
@@ -171,7 +171,7 @@ export class LocalLM implements EvalLM {
             else if (clone) cache = clone.call(p.cache);
             else {
               cache = this.model.createCache(p.longest);
-              this.model.forward(p.inputs[k]!.slice(0, p.shared), cache);
+              await this.model.forwardAsync(p.inputs[k]!.slice(0, p.shared), cache);
             }
           } else cache = this.model.createCache(p.longest);
           // Rows before the first scored position need no logits: they go in a first pass without
@@ -181,10 +181,10 @@ export class LocalLM implements EvalLM {
           if (scoredFrom > p.shared) lead.push({ ids: ids.slice(p.shared, scoredFrom), cache });
           // (shared <= scoredFrom by construction: the first row of the item is the first scored one)
           items.push({ ids: ids.slice(scoredFrom), cache, allPositions: true, pair: pairIndex });
-        });
+        }
       }
-      if (lead.length) this.model.forwardBatch(lead);
-      const results = this.model.forwardBatch(items);
+      if (lead.length) await this.model.forwardBatchAsync(lead);
+      const results = await this.model.forwardBatchAsync(items);
       items.forEach((it, j) => {
         const cont = pairs[it.pair]!.continuation;
         const logits = results[j]!.logits;

@@ -84,7 +84,7 @@ function logSoftmax(row: Float32Array, out: Float64Array): number {
 }
 
 /** Forward `ids` on a fresh cache in steps; calls `onRow(position, logitsRow)` for positions >= from. */
-function forwardRows(model: LanguageModel, ids: number[], from: number, step: number, onRow: (pos: number, row: Float32Array) => void): void {
+async function forwardRows(model: LanguageModel, ids: number[], from: number, step: number, onRow: (pos: number, row: Float32Array) => void): Promise<void> {
   const cache: KVCache = model.createCache(ids.length);
   try {
     for (let s = 0; s < ids.length; ) {
@@ -92,7 +92,7 @@ function forwardRows(model: LanguageModel, ids: number[], from: number, step: nu
       const end = s < from ? Math.min(from, s + step, ids.length) : Math.min(ids.length, s + step);
       const part = ids.slice(s, end);
       const needRows = s + part.length > from;
-      const res = model.forward(part, cache, { allPositions: needRows });
+      const res = await model.forwardAsync(part, cache, { allPositions: needRows });
       const start = s;
       s = end;
       if (!needRows) continue;
@@ -166,11 +166,11 @@ export async function perplexityOfIds(model: LanguageModel, tokens: readonly num
     const { input, from, targets } = items[it]!;
     const rows: Float32Array[] = [];
     const inputForModel = input.slice(0, from + targets.length);
-    forwardRows(model, inputForModel, from, step, (pos, row) => {
+    await forwardRows(model, inputForModel, from, step, (pos, row) => {
       rows[pos - from] = row.slice();
     });
     const refRows: Float32Array[] = [];
-    if (ref) forwardRows(ref, inputForModel, from, step, (pos, row) => (refRows[pos - from] = row.slice()));
+    if (ref) await forwardRows(ref, inputForModel, from, step, (pos, row) => (refRows[pos - from] = row.slice()));
     for (let j = 0; j < targets.length; j++) {
       const t = targets[j]!;
       const am = logSoftmax(rows[j]!, lpM);

@@ -11,7 +11,9 @@ import { ModelError } from '../errors.js';
 import type { LanguageModel } from '../model/types.js';
 import type { GemmaWeights } from '../model/weights.js';
 import type { CorpusDocument } from './corpus.js';
-import { captureActivations } from './features.js';
+import { captureActivationsSteps } from './features.js';
+import { hostTensors, type TensorBackend } from '../backend/tensor.js';
+import { readStep, runSteps, runStepsAsync, type Steps } from '../model/steps.js';
 import { hookPointInfo, type JumpReluSae } from './sae.js';
 
 export interface LensToken {
@@ -27,7 +29,7 @@ export interface LogitLens {
 }
 
 interface Unembedding {
-  backend: Backend;
+  tensors: TensorBackend;
   embed: Matrix;
   finalNorm: Float32Array;
   weights: GemmaWeights;
@@ -38,47 +40,84 @@ interface Unembedding {
  * them through a public `weights` when a model offers one.
  */
 function unembedding(model: LanguageModel): Unembedding {
-  const m = model as unknown as { weights?: GemmaWeights; w?: GemmaWeights; backend?: Backend };
+  const m = model as unknown as { weights?: GemmaWeights; w?: GemmaWeights; backend?: Backend | TensorBackend; tensors?: TensorBackend };
   const weights = m.weights ?? m.w;
   if (!weights || !m.backend || !weights.embed || !weights.finalNorm) throw new ModelError('this model does not expose its embedding and final norm (logit lens needs a GemmaModel)');
-  return { backend: m.backend, embed: weights.embed, finalNorm: weights.finalNorm, weights };
+  return { tensors: m.tensors ?? hostTensors(m.backend), embed: weights.embed, finalNorm: weights.finalNorm, weights };
 }
 
-/** W_dec[f] as a residual-stream direction. */
-export function residualDirection(model: LanguageModel, sae: JumpReluSae, feature: number, hook = sae.hook): Float32Array {
+/** x · W[0:rows]^T for one vector, on the model's backend (one readback on a GPU). */
+function* productSteps(tensors: TensorBackend, w: Matrix, x: Float32Array, rows: number): Steps<Float32Array> {
+  const xt = tensors.alloc(x.length), out = tensors.alloc(rows);
+  try {
+    tensors.write(xt, x);
+    tensors.matmul(w, xt, 1, out, rows);
+    return (yield* readStep(tensors, out)).slice();
+  } finally {
+    tensors.free(xt);
+    tensors.free(out);
+  }
+}
+
+function* residualDirectionSteps(model: LanguageModel, sae: JumpReluSae, feature: number, hook: string | undefined): Steps<Float32Array> {
   const h = sae.checkModel(model.config, hook);
   const dir = sae.decoderRow(feature);
   const { point, layer } = hookPointInfo(h, model.config);
   if (point !== 'attn.hook_z') return dir.slice();
   const u = unembedding(model);
   const L = u.weights.layers[layer]!;
-  const out = new Float32Array(model.config.hiddenSize);
-  u.backend.matmul(L.o, dir, 1, out);
+  const out = yield* productSteps(u.tensors, L.o, dir, model.config.hiddenSize);
   if (model.config.sandwichNorms) for (let i = 0; i < out.length; i++) out[i] = out[i]! * L.postAttnNorm[i]!;
   return out;
 }
 
-/** Logit-lens scores of every token for a residual direction: E · (dir * (1 + w_final)). */
-export function directionLogits(model: LanguageModel, dir: Float32Array): Float32Array {
+function* directionLogitsSteps(model: LanguageModel, dir: Float32Array): Steps<Float32Array> {
   const u = unembedding(model);
   const H = model.config.hiddenSize;
   if (dir.length !== H) throw new ModelError(`direction has ${dir.length} values, the residual stream ${H}`);
   const scaled = new Float32Array(H);
   for (let i = 0; i < H; i++) scaled[i] = dir[i]! * u.finalNorm[i]!;
-  const out = new Float32Array(model.vocabSize);
-  u.backend.matmul(u.embed, scaled, 1, out, model.vocabSize);
-  return out;
+  return yield* productSteps(u.tensors, u.embed, scaled, model.vocabSize);
 }
 
-/** Top k promoted and suppressed tokens of feature f's decoder direction. */
-export function logitLens(model: LanguageModel, sae: JumpReluSae, feature: number, k = 10, hook = sae.hook): LogitLens {
-  const logits = directionLogits(model, residualDirection(model, sae, feature, hook));
+function* logitLensSteps(model: LanguageModel, sae: JumpReluSae, feature: number, k: number, hook: string | undefined): Steps<LogitLens> {
+  const logits = yield* directionLogitsSteps(model, yield* residualDirectionSteps(model, sae, feature, hook));
   const order = Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]! || a - b);
   const kk = Math.min(k, logits.length);
   return {
     positive: order.slice(0, kk).map((id) => ({ id, value: logits[id]! })),
     negative: order.slice(-kk).reverse().map((id) => ({ id, value: logits[id]! })),
   };
+}
+
+/** W_dec[f] as a residual-stream direction (host backends; see residualDirectionAsync). */
+export function residualDirection(model: LanguageModel, sae: JumpReluSae, feature: number, hook = sae.hook): Float32Array {
+  return runSteps(model, residualDirectionSteps(model, sae, feature, hook));
+}
+
+/** residualDirection on any backend. */
+export function residualDirectionAsync(model: LanguageModel, sae: JumpReluSae, feature: number, hook = sae.hook): Promise<Float32Array> {
+  return runStepsAsync(model, residualDirectionSteps(model, sae, feature, hook));
+}
+
+/** Logit-lens scores of every token for a residual direction: E · (dir * (1 + w_final)) (host backends; see directionLogitsAsync). */
+export function directionLogits(model: LanguageModel, dir: Float32Array): Float32Array {
+  return runSteps(model, directionLogitsSteps(model, dir));
+}
+
+/** directionLogits on any backend. */
+export function directionLogitsAsync(model: LanguageModel, dir: Float32Array): Promise<Float32Array> {
+  return runStepsAsync(model, directionLogitsSteps(model, dir));
+}
+
+/** Top k promoted and suppressed tokens of feature f's decoder direction (host backends; see logitLensAsync). */
+export function logitLens(model: LanguageModel, sae: JumpReluSae, feature: number, k = 10, hook = sae.hook): LogitLens {
+  return runSteps(model, logitLensSteps(model, sae, feature, k, hook));
+}
+
+/** logitLens on any backend, webgpu included. */
+export function logitLensAsync(model: LanguageModel, sae: JumpReluSae, feature: number, k = 10, hook = sae.hook): Promise<LogitLens> {
+  return runStepsAsync(model, logitLensSteps(model, sae, feature, k, hook));
 }
 
 export interface ActivatingContext {
@@ -111,8 +150,17 @@ export interface TopContexts {
   tokens: number;
 }
 
-/** The k highest-activating contexts of a feature over a corpus (at most one peak per window). */
+/** The k highest-activating contexts of a feature over a corpus (at most one peak per window; host backends, see topActivatingContextsAsync). */
 export function topActivatingContexts(model: LanguageModel, sae: JumpReluSae, feature: number, docs: readonly CorpusDocument[], options: TopContextsOptions = {}): TopContexts {
+  return runSteps(model, topContextsSteps(model, sae, feature, docs, options));
+}
+
+/** topActivatingContexts on any backend, webgpu included. */
+export function topActivatingContextsAsync(model: LanguageModel, sae: JumpReluSae, feature: number, docs: readonly CorpusDocument[], options: TopContextsOptions = {}): Promise<TopContexts> {
+  return runStepsAsync(model, topContextsSteps(model, sae, feature, docs, options));
+}
+
+function* topContextsSteps(model: LanguageModel, sae: JumpReluSae, feature: number, docs: readonly CorpusDocument[], options: TopContextsOptions): Steps<TopContexts> {
   const hook = sae.checkModel(model.config, options.hook ?? sae.hook);
   sae.checkFeature(feature);
   const k = options.k ?? 10;
@@ -121,8 +169,8 @@ export function topActivatingContexts(model: LanguageModel, sae: JumpReluSae, fe
   const bos = options.bosId ?? model.config.bosId;
   let best: ActivatingContext[] = [];
   let fired = 0, tokens = 0, maxValue = 0;
-  docs.forEach((doc, di) => {
-    const { data } = captureActivations(model, doc.ids, hook);
+  for (const [di, doc] of docs.entries()) {
+    const { data } = yield* captureActivationsSteps(model, doc.ids, hook);
     const acts = sae.featureActivation(data, doc.ids.length, feature);
     const peaks: number[] = [];
     for (let t = 0; t < acts.length; t++) {
@@ -154,6 +202,6 @@ export function topActivatingContexts(model: LanguageModel, sae: JumpReluSae, fe
     best.sort((a, b) => b.value - a.value || a.document - b.document || a.position - b.position);
     best = best.slice(0, k);
     options.onProgress?.(di + 1, docs.length);
-  });
+  }
   return { contexts: best, density: tokens ? fired / tokens : 0, maxValue, tokens };
 }

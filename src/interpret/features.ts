@@ -5,6 +5,7 @@
 import { ModelError, UsageError } from '../errors.js';
 import type { Hook, HookEvent, LanguageModel } from '../model/types.js';
 import { topFeatures, type FeatureValue, type JumpReluSae, type SparseActs } from './sae.js';
+import { forwardStep, runSteps, runStepsAsync, type Steps } from '../model/steps.js';
 
 export interface TokenFeatures {
   id: number;
@@ -63,13 +64,27 @@ export function captureHook(sink: { data: Float32Array | undefined; dim: number 
 }
 
 /** Run the prompt and return the activations at `hook` [ids.length, dim]. */
-export function captureActivations(model: LanguageModel, ids: readonly number[], hook: string, extraHooks?: Record<string, Hook>): { data: Float32Array; dim: number } {
+export function* captureActivationsSteps(model: LanguageModel, ids: readonly number[], hook: string, extraHooks?: Record<string, Hook>): Steps<{ data: Float32Array; dim: number }> {
   if (ids.length === 0) throw new UsageError('the prompt is empty');
   const sink: { data: Float32Array | undefined; dim: number } = { data: undefined, dim: 0 };
   const cache = model.createCache(ids.length);
-  model.forward(ids, cache, { hooks: mergeHooks(extraHooks, { [hook]: captureHook(sink, ids.length) }) });
+  try {
+    yield* forwardStep(ids, cache, { hooks: mergeHooks(extraHooks, { [hook]: captureHook(sink, ids.length) }) });
+  } finally {
+    cache.dispose?.();
+  }
   if (!sink.data) throw new ModelError(`hook point ${hook} never fired (does the model have that layer?)`);
   return { data: sink.data, dim: sink.dim };
+}
+
+/** Run the prompt and return the activations at `hook` [ids.length, dim] (host backends; see captureActivationsAsync). */
+export function captureActivations(model: LanguageModel, ids: readonly number[], hook: string, extraHooks?: Record<string, Hook>): { data: Float32Array; dim: number } {
+  return runSteps(model, captureActivationsSteps(model, ids, hook, extraHooks));
+}
+
+/** captureActivations on any backend (webgpu reads the activations back asynchronously). */
+export function captureActivationsAsync(model: LanguageModel, ids: readonly number[], hook: string, extraHooks?: Record<string, Hook>): Promise<{ data: Float32Array; dim: number }> {
+  return runStepsAsync(model, captureActivationsSteps(model, ids, hook, extraHooks));
 }
 
 export interface ReadFeaturesOptions {
@@ -81,12 +96,23 @@ export interface ReadFeaturesOptions {
   hooks?: Record<string, Hook>;
 }
 
-/** The top active features of every token of `ids`, and the full sparse activations. */
-export function readFeatures(model: LanguageModel, sae: JumpReluSae, ids: readonly number[], options: ReadFeaturesOptions = {}): FeaturesReport & { acts: SparseActs[]; hook: string } {
+type FeaturesResult = FeaturesReport & { acts: SparseActs[]; hook: string };
+
+function* readFeaturesSteps(model: LanguageModel, sae: JumpReluSae, ids: readonly number[], options: ReadFeaturesOptions): Steps<FeaturesResult> {
   const top = options.top ?? 10;
   if (!Number.isInteger(top) || top < 1) throw new UsageError(`--top must be a positive integer, got ${top}`);
   const hook = sae.checkModel(model.config, options.hook ?? sae.hook);
-  const { data } = captureActivations(model, ids, hook, options.hooks);
+  const { data } = yield* captureActivationsSteps(model, ids, hook, options.hooks);
   const acts = sae.encode(data, ids.length);
   return { tokens: ids.map((id, t) => ({ id, features: topFeatures(acts[t]!, top) })), acts, hook };
+}
+
+/** The top active features of every token of `ids`, and the full sparse activations (host backends; see readFeaturesAsync). */
+export function readFeatures(model: LanguageModel, sae: JumpReluSae, ids: readonly number[], options: ReadFeaturesOptions = {}): FeaturesResult {
+  return runSteps(model, readFeaturesSteps(model, sae, ids, options));
+}
+
+/** readFeatures on any backend, webgpu included. */
+export function readFeaturesAsync(model: LanguageModel, sae: JumpReluSae, ids: readonly number[], options: ReadFeaturesOptions = {}): Promise<FeaturesResult> {
+  return runStepsAsync(model, readFeaturesSteps(model, sae, ids, options));
 }

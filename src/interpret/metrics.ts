@@ -12,10 +12,11 @@
  * - Feature density: fraction of tokens on which each feature fires; dead = never fires.
  */
 import { UsageError } from '../errors.js';
-import type { Hook, LanguageModel } from '../model/types.js';
+import type { ForwardResult, Hook, LanguageModel } from '../model/types.js';
 import type { CorpusDocument } from './corpus.js';
 import { captureHook, mergeHooks } from './features.js';
 import type { JumpReluSae } from './sae.js';
+import { forwardStep, runSteps, runStepsAsync, type Steps } from '../model/steps.js';
 
 export interface SaeEvalOptions {
   hook?: string;
@@ -79,8 +80,27 @@ export function spliceHook(replacement: (t: number) => Float32Array | undefined,
   };
 }
 
-/** FVU, L0, delta LM loss and the CE loss score of an SAE spliced into the model over a corpus (`gemma sae eval`). */
+/** FVU, L0, delta LM loss and the CE loss score of an SAE spliced into the model over a corpus (`gemma sae eval`; host backends, see evaluateSaeAsync). */
 export function evaluateSae(model: LanguageModel, sae: JumpReluSae, docs: readonly CorpusDocument[], options: SaeEvalOptions = {}): SaeEvalReport {
+  return runSteps(model, evaluateSaeSteps(model, sae, docs, options));
+}
+
+/** evaluateSae on any backend, webgpu included. */
+export function evaluateSaeAsync(model: LanguageModel, sae: JumpReluSae, docs: readonly CorpusDocument[], options: SaeEvalOptions = {}): Promise<SaeEvalReport> {
+  return runStepsAsync(model, evaluateSaeSteps(model, sae, docs, options));
+}
+
+/** A forward pass over all positions on a fresh cache (released afterwards). */
+function* allPositions(model: LanguageModel, ids: readonly number[], hooks: Record<string, Hook>): Steps<ForwardResult> {
+  const cache = model.createCache(ids.length);
+  try {
+    return yield* forwardStep(ids, cache, { allPositions: true, hooks });
+  } finally {
+    cache.dispose?.();
+  }
+}
+
+function* evaluateSaeSteps(model: LanguageModel, sae: JumpReluSae, docs: readonly CorpusDocument[], options: SaeEvalOptions): Steps<SaeEvalReport> {
   const hook = sae.checkModel(model.config, options.hook ?? sae.hook);
   const bos = options.bosId ?? model.config.bosId;
   const zero = options.zeroAblation ?? true;
@@ -91,12 +111,12 @@ export function evaluateSae(model: LanguageModel, sae: JumpReluSae, docs: readon
   let ceClean = 0, ceSae = 0, ceZero = 0, predictions = 0;
   let doneTokens = 0;
   const zeros = new Float32Array(d);
-  docs.forEach((doc, di) => {
+  for (const [di, doc] of docs.entries()) {
     const ids = doc.ids;
     const n = ids.length;
     const counted = (t: number) => ids[t] !== bos;
     const sink: { data: Float32Array | undefined; dim: number } = { data: undefined, dim: 0 };
-    const clean = model.forward(ids, model.createCache(n), { allPositions: true, hooks: mergeHooks({ [hook]: captureHook(sink, n) }) });
+    const clean = yield* allPositions(model, ids, mergeHooks({ [hook]: captureHook(sink, n) }));
     const x = sink.data!;
     const acts = sae.encode(x, n);
     const recon = sae.decode(acts);
@@ -115,18 +135,18 @@ export function evaluateSae(model: LanguageModel, sae: JumpReluSae, docs: readon
     }
     const V = clean.vocab;
     const c = crossEntropy(clean.logits, V, ids, counted);
-    const spliced = model.forward(ids, model.createCache(n), { allPositions: true, hooks: { [hook]: spliceHook((t) => (t >= 0 && t < n && counted(t) ? recon.subarray(t * d, (t + 1) * d) : undefined)) } });
+    const spliced = yield* allPositions(model, ids, { [hook]: spliceHook((t) => (t >= 0 && t < n && counted(t) ? recon.subarray(t * d, (t + 1) * d) : undefined)) });
     const s = crossEntropy(spliced.logits, V, ids, counted);
     ceClean += c.sum;
     ceSae += s.sum;
     predictions += c.n;
     if (zero) {
-      const z = model.forward(ids, model.createCache(n), { allPositions: true, hooks: { [hook]: spliceHook((t) => (t >= 0 && t < n && counted(t) ? zeros : undefined)) } });
+      const z = yield* allPositions(model, ids, { [hook]: spliceHook((t) => (t >= 0 && t < n && counted(t) ? zeros : undefined)) });
       ceZero += crossEntropy(z.logits, V, ids, counted).sum;
     }
     doneTokens += n;
     options.onProgress?.(di + 1, docs.length, doneTokens);
-  });
+  }
   if (tokens === 0) throw new UsageError('the corpus has no tokens besides <bos>');
   let meanSq = 0;
   for (let i = 0; i < d; i++) meanSq += sum[i]! * sum[i]!;

@@ -25,7 +25,7 @@ import type { LanguageModel } from '../model/types.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/types.js';
 import { packageRoot } from '../util/package-root.js';
 import { completionIds } from '../server/server.js';
-import { readFeatures } from './features.js';
+import { readFeaturesAsync } from './features.js';
 import type { JumpReluSae } from './sae.js';
 
 export interface SaeRouteOptions {
@@ -83,8 +83,8 @@ export function registerSaeRoutes(app: FastifyInstance, options: SaeRouteOptions
   const tokenText = (id: number) => (tokenizer ? tokenizer.decode([id]) : `<${id}>`);
 
   /** Features of `ids` (rows from `from` on), in the API's shape. */
-  const features = (sae: JumpReluSae, ids: number[], top: number, feature: number | undefined, from = 0) => {
-    const r = readFeatures(model, sae, ids, { top });
+  const features = async (sae: JumpReluSae, ids: number[], top: number, feature: number | undefined, from = 0) => {
+    const r = await readFeaturesAsync(model, sae, ids, { top });
     return r.tokens.slice(from).map((t, k) => {
       const acts = r.acts[from + k]!;
       const out: Record<string, unknown> = { id: t.id, token: tokenText(t.id), features: t.features };
@@ -121,7 +121,7 @@ export function registerSaeRoutes(app: FastifyInstance, options: SaeRouteOptions
         ids = tokenizer.encode(body.prompt);
       }
       if (ids.length > maxTokens) throw new BadRequest(`the prompt has ${ids.length} tokens; at most ${maxTokens}`, body.ids !== undefined ? 'ids' : 'prompt');
-      return { object: 'sae.features', sae: name, hook: sae.hook, d_sae: sae.dSae, ...(feature !== undefined ? { feature } : {}), tokens: features(sae, ids, top, feature) };
+      return { object: 'sae.features', sae: name, hook: sae.hook, d_sae: sae.dSae, ...(feature !== undefined ? { feature } : {}), tokens: await features(sae, ids, top, feature) };
     } catch (e) {
       if (e instanceof BadRequest) return reply.code(400).send(badRequest(e.message, e.param));
       if (e instanceof GemmaError && (e.code === 'USAGE_ERROR' || e.code === 'MODEL_ERROR')) return reply.code(400).send(badRequest(e.message));
@@ -192,7 +192,7 @@ export function registerSaeRoutes(app: FastifyInstance, options: SaeRouteOptions
         sae: ask.name,
         hook: ask.sae.hook,
         ...(ask.feature !== undefined ? { feature: ask.feature } : {}),
-        tokens: answer.length ? features(ask.sae, ids, ask.top, ask.feature, prompt.length) : [],
+        tokens: answer.length ? await features(ask.sae, ids, ask.top, ask.feature, prompt.length) : [],
       };
     }
     return JSON.stringify(doc);

@@ -53,7 +53,7 @@ export { SHIELD_POLICIES, type ShieldPolicy } from '../safety/templates.js';
 
 // Interpretability: SAEs built from weights (loadSae(path) is Node-only), reading features, steering.
 export { JumpReluSae, topFeatures, type SparseActs, type FeatureValue, type SaeWeights } from '../interpret/sae.js';
-export { readFeatures, captureActivations } from '../interpret/features.js';
+export { readFeatures, readFeaturesAsync, captureActivations, captureActivationsAsync } from '../interpret/features.js';
 export { steeringHooks, clampHooks, type SteerSpec, type ClampSpec, type SteerOptions } from '../interpret/steering.js';
 
 // Errors and version.

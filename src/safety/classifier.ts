@@ -15,6 +15,7 @@ import { ModelError, TokenizerError, UsageError } from '../errors.js';
 import type { KVCache, LanguageModel } from '../model/types.js';
 import type { Tokenizer } from '../tokenizer/types.js';
 import { cloneKVCache } from './cache.js';
+import { batchStep, forwardStep, runSteps, runStepsAsync, type Steps } from '../model/steps.js';
 import { buildShieldPrompt, resolvePolicies, validatePolicy, validateTemplate, type RenderedPrompt, type ShieldPolicy, type ShieldUseCase } from './templates.js';
 
 /** Our default decision threshold on P(Yes) (not published by Google). */
@@ -184,12 +185,21 @@ export class ShieldClassifier {
     });
   }
 
-  /** P(Yes) per policy id. */
+  /** P(Yes) per policy id (host backends; see scoresAsync). */
   scores(req: ClassifyRequest): Record<string, number> {
+    return runSteps(this.model, this.scoreSteps(req));
+  }
+
+  /** scores on any backend, webgpu included. */
+  scoresAsync(req: ClassifyRequest): Promise<Record<string, number>> {
+    return runStepsAsync(this.model, this.scoreSteps(req));
+  }
+
+  private *scoreSteps(req: ClassifyRequest): Steps<Record<string, number>> {
     const temperature = checkTemperature(req.temperature ?? this.options.temperature ?? 1);
     const { yes, no } = this.yesNoIds;
     const prompts = this.prompts(req);
-    const lastLogits = this.runPrompts(prompts.map((p) => p.ids));
+    const lastLogits = yield* this.runPrompts(prompts.map((p) => p.ids));
     const out: Record<string, number> = {};
     prompts.forEach((p, i) => {
       const row = lastLogits[i]!;
@@ -198,20 +208,20 @@ export class ShieldClassifier {
     return out;
   }
 
+  /** Flagged categories and P(Yes) scores (host backends; see classifyAsync). */
   classify(req: ClassifyRequest): ClassifyResult {
     const threshold = checkThreshold(req.threshold ?? this.options.threshold ?? DEFAULT_THRESHOLD);
-    const scores = this.scores(req);
-    const categories: Record<string, boolean> = {};
-    let flagged = false;
-    for (const [id, s] of Object.entries(scores)) {
-      categories[id] = s >= threshold;
-      flagged ||= categories[id]!;
-    }
-    return { flagged, categories, category_scores: scores };
+    return decide(threshold, this.scores(req));
+  }
+
+  /** classify on any backend, webgpu included. */
+  async classifyAsync(req: ClassifyRequest): Promise<ClassifyResult> {
+    const threshold = checkThreshold(req.threshold ?? this.options.threshold ?? DEFAULT_THRESHOLD);
+    return decide(threshold, await this.scoresAsync(req));
   }
 
   /** Last-position logits of each sequence. */
-  private runPrompts(seqs: number[][]): Float32Array[] {
+  private *runPrompts(seqs: number[][]): Steps<Float32Array[]> {
     const model = this.model;
     const maxLen = Math.max(...seqs.map((s) => s.length));
     const limit = model.config.maxPositionEmbeddings;
@@ -226,7 +236,7 @@ export class ShieldClassifier {
     const caches: KVCache[] = [];
     if (prefix > 0) {
       const base = model.createCache(maxLen);
-      this.forward([{ ids: seqs[0]!.slice(0, prefix), cache: base }], false);
+      yield* this.forward([{ ids: seqs[0]!.slice(0, prefix), cache: base }], false);
       for (let i = 0; i < seqs.length - 1; i++) {
         const c = cloneKVCache(model, base);
         if (!c) {
@@ -241,18 +251,30 @@ export class ShieldClassifier {
     }
     if (prefix === 0) for (let i = 0; i < seqs.length; i++) caches.push(model.createCache(maxLen));
     const items = seqs.map((s, i) => ({ ids: s.slice(prefix), cache: caches[i]! }));
-    return this.forward(items, batch);
+    return yield* this.forward(items, batch);
   }
 
-  private forward(items: Array<{ ids: number[]; cache: KVCache }>, batch: boolean): Float32Array[] {
+  private *forward(items: Array<{ ids: number[]; cache: KVCache }>, batch: boolean): Steps<Float32Array[]> {
     for (const it of items) this.tokensProcessed += it.ids.length;
     if (batch && items.length > 1) {
       this.forwardCalls++;
-      return this.model.forwardBatch(items).map((r) => r.logits);
+      return (yield* batchStep(items)).map((r) => r.logits);
     }
-    return items.map((it) => {
+    const out: Float32Array[] = [];
+    for (const it of items) {
       this.forwardCalls++;
-      return this.model.forward(it.ids, it.cache).logits;
-    });
+      out.push((yield* forwardStep(it.ids, it.cache)).logits);
+    }
+    return out;
   }
+}
+
+function decide(threshold: number, scores: Record<string, number>): ClassifyResult {
+  const categories: Record<string, boolean> = {};
+  let flagged = false;
+  for (const [id, s] of Object.entries(scores)) {
+    categories[id] = s >= threshold;
+    flagged ||= categories[id]!;
+  }
+  return { flagged, categories, category_scores: scores };
 }

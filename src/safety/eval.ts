@@ -5,7 +5,7 @@
  * every selected policy and its score is the largest P(Yes) ("violates any policy").
  */
 import { FormatError, UsageError } from '../errors.js';
-import type { ShieldClassifier } from './classifier.js';
+import type { ClassifyRequest, ShieldClassifier } from './classifier.js';
 import { evaluateScores, type EvalReport, type ScoredExample } from './metrics.js';
 import { findPolicy, type ShieldPolicy } from './templates.js';
 
@@ -87,10 +87,31 @@ export interface EvalResult extends EvalReport {
   scores: number[];
 }
 
-/** Score labelled examples and report AU-PRC and the optimal F1 with its threshold, overall and per harm (`gemma shield eval`). */
+/** Score labelled examples and report AU-PRC and the optimal F1 with its threshold, overall and per harm (`gemma shield eval`; host backends, see runEvalAsync). */
 export function runEval(classifier: ShieldClassifier, data: readonly EvalExample[], options: EvalOptions = {}): EvalResult {
+  const examples = evalRequests(data, options);
+  const scored = examples.map((e, i) => scoredExample(e, classifier.scores(e.req), i, data.length, options));
+  return { ...evaluateScores(scored), scores: scored.map((s) => s.score) };
+}
+
+/** runEval on any backend, webgpu included. */
+export async function runEvalAsync(classifier: ShieldClassifier, data: readonly EvalExample[], options: EvalOptions = {}): Promise<EvalResult> {
+  const examples = evalRequests(data, options);
+  const scored: ScoredExample[] = [];
+  for (const [i, e] of examples.entries()) scored.push(scoredExample(e, await classifier.scoresAsync(e.req), i, data.length, options));
+  return { ...evaluateScores(scored), scores: scored.map((s) => s.score) };
+}
+
+interface EvalRequest {
+  req: ClassifyRequest;
+  label: EvalExample['label'];
+  harmId: string | undefined;
+}
+
+/** The classification request of each example (its harm's policy alone when it names one); checked before anything runs. */
+function evalRequests(data: readonly EvalExample[], options: EvalOptions): EvalRequest[] {
   const custom = new Map((options.customPolicies ?? []).map((p) => [p.id, p]));
-  const scored: ScoredExample[] = data.map((ex, i) => {
+  return data.map((ex, i) => {
     let policies: ReadonlyArray<string | ShieldPolicy> | undefined = options.policies;
     let harmId: string | undefined;
     if (ex.harm !== undefined) {
@@ -100,10 +121,12 @@ export function runEval(classifier: ShieldClassifier, data: readonly EvalExample
       harmId = p.id;
     }
     const req = { prompt: ex.prompt, ...(ex.response !== undefined ? { response: ex.response } : {}), ...(policies ? { policies } : {}), ...(options.temperature !== undefined ? { temperature: options.temperature } : {}) };
-    const s = classifier.scores(req);
-    options.onProgress?.(i + 1, data.length);
-    const score = Math.max(...Object.values(s));
-    return harmId === undefined ? { score, label: ex.label } : { score, label: ex.label, harm: harmId };
+    return { req, label: ex.label, harmId };
   });
-  return { ...evaluateScores(scored), scores: scored.map((s) => s.score) };
+}
+
+function scoredExample(e: EvalRequest, s: Record<string, number>, i: number, total: number, options: EvalOptions): ScoredExample {
+  options.onProgress?.(i + 1, total);
+  const score = Math.max(...Object.values(s));
+  return e.harmId === undefined ? { score, label: e.label } : { score, label: e.label, harm: e.harmId };
 }

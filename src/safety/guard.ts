@@ -26,6 +26,13 @@ export type GuardStage = 'prompt' | 'response_chunk' | 'response';
 
 export interface GuardClassifier {
   classify(req: ClassifyRequest): ClassifyResult | Promise<ClassifyResult>;
+  /** Used instead of classify when present (ShieldClassifier: works on every backend, webgpu included). */
+  classifyAsync?(req: ClassifyRequest): Promise<ClassifyResult>;
+}
+
+/** classifyAsync when the classifier has it (every backend), else classify. */
+export function classifyWith(c: GuardClassifier, req: ClassifyRequest): ClassifyResult | Promise<ClassifyResult> {
+  return c.classifyAsync ? c.classifyAsync(req) : c.classify(req);
 }
 
 export interface GuardDecision {
@@ -175,7 +182,8 @@ export class ShieldGuard {
     let decision: GuardDecision;
     try {
       if (typeof req.prompt !== 'string' || (req.response !== undefined && typeof req.response !== 'string')) throw new UsageError('guard: text must be a string');
-      const r = await this.classifier.classify({ ...req, threshold: this.threshold, ...(this.policies ? { policies: this.policies } : {}) });
+      const request = { ...req, threshold: this.threshold, ...(this.policies ? { policies: this.policies } : {}) };
+      const r = await classifyWith(this.classifier, request);
       decision = {
         ...base,
         action: r.flagged && this.mode === 'block' ? 'block' : 'allow',

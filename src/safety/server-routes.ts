@@ -20,7 +20,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ClassifyResult, ShieldClassifier } from './classifier.js';
-import { jsonLineDecisionLog, ShieldGuard, type GuardClassifier, type GuardDecision, type GuardMode } from './guard.js';
+import { classifyWith, jsonLineDecisionLog, ShieldGuard, type GuardClassifier, type GuardDecision, type GuardMode } from './guard.js';
 import { loadShieldClassifier } from './load.js';
 import type { ShieldPolicy } from './templates.js';
 import { GemmaError } from '../errors.js';
@@ -77,7 +77,7 @@ export function registerModerationRoute(app: FastifyInstance, classifier: GuardC
     try {
       for (const prompt of inputs) {
         results.push(
-          await classifier.classify({
+          await classifyWith(classifier, {
             prompt,
             ...(typeof response === 'string' ? { response } : {}),
             ...(threshold !== undefined ? { threshold } : {}),

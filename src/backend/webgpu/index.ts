@@ -109,6 +109,8 @@ class WebGpuBackend implements TensorBackend {
   private readonly pool = new Map<number, GPUBuffer[]>();
   private readonly readPool = new Map<number, GPUBuffer[]>();
   private readonly live = new Set<GPUBuffer>();
+  /** Buffers freed while encoded work still refers to them: destroyed at the next flush. */
+  private readonly doomed: GPUBuffer[] = [];
   private liveBytes = 0;
   private readonly norms = new WeakMap<Float32Array, GPUBuffer>();
   private readonly ropeTables: Array<{ positions: Int32Array; key: string; buffer: GPUBuffer }> = [];
@@ -242,6 +244,8 @@ class WebGpuBackend implements TensorBackend {
     this.device.queue.submit([this.encoder.finish()]);
     this.encoder = undefined;
     this.arenaUsed = 0;
+    // destroyed after the submit that uses them (their last work still completes)
+    for (const b of this.doomed.splice(0)) this.destroyBuffer(b);
   }
 
   private pipeline(key: string, code: () => string): GPUComputePipeline {
@@ -290,7 +294,11 @@ class WebGpuBackend implements TensorBackend {
 
   free(t: Tensor): void {
     if (this.disposed || !(t instanceof GpuTensor) || t.owner !== this) return;
-    if (t.kind === 'cache') this.destroyBuffer(t.buffer);
+    // work encoded but not yet submitted may still use it (a cache that grew: the copy into the new storage)
+    if (t.kind === 'cache') {
+      if (this.encoder) this.doomed.push(t.buffer);
+      else this.destroyBuffer(t.buffer);
+    }
     else if (t.kind === 'pool' && this.live.has(t.buffer)) {
       const list = this.pool.get(t.buffer.size) ?? [];
       list.push(t.buffer);
@@ -557,6 +565,7 @@ class WebGpuBackend implements TensorBackend {
     this.disposed = true;
     this.encoder = undefined;
     for (const b of [...this.live]) this.destroyBuffer(b);
+    this.doomed.length = 0;
     this.pool.clear();
     this.readPool.clear();
     this.ropeTables.length = 0;
