@@ -110,3 +110,46 @@ test('the demo model on WebGPU in Chromium gives the greedy tokens of Node', asy
   );
   assert.deepEqual(got, want);
 });
+
+test('subgroups in Chromium (SwiftShader has them): matrix-vector and RMSNorm reduce with subgroupAdd; logits within 1e-4 of the reference and 1e-5 of the shared-memory path', async () => {
+  const golden = readGolden('gemma2');
+  const seqs = golden.sequences.map((s) => s.input_ids);
+  const run = (subgroups: boolean) =>
+    page.evaluate(
+      async ({ url, seqs, subgroups }) => {
+        const g = await import('/dist/web/index.js' as string);
+        const backend = await g.createWebGpuBackend({ subgroups });
+        const { model } = await g.loadModel(url, { backend, noTokenizer: true, cache: false });
+        const out: number[][] = [];
+        for (const ids of seqs) {
+          const cache = model.createCache(128);
+          out.push(Array.from((await model.forwardAsync(ids, cache, { allPositions: true })).logits as Float32Array));
+          // one decoded token: the matrix-vector kernel
+          out.push(Array.from((await model.forwardAsync([ids[0]], cache)).logits as Float32Array));
+        }
+        const info = { features: backend.features, used: backend.subgroups, dispatches: backend.kernelDispatches() };
+        model.dispose();
+        return { out, info };
+      },
+      { url: '/golden/gemma2/f32/', seqs, subgroups },
+    );
+  const sg = await run(true);
+  const plain = await run(false);
+  assert.equal(sg.info.features.subgroups, true, 'the SwiftShader adapter offers subgroups');
+  assert.equal(sg.info.used, true);
+  assert.equal(plain.info.used, false);
+  const keys = (d: Record<string, number>) => Object.keys(d).filter((k) => k.startsWith('mv:') || k.startsWith('rmsnorm')).sort();
+  assert.deepEqual(keys(sg.info.dispatches), ['mv:f32:sg', 'rmsnorm:sg']);
+  assert.deepEqual(keys(plain.info.dispatches), ['mv:f32', 'rmsnorm']);
+  golden.sequences.forEach((seq, i) => {
+    const flat = seq.all_logits.flat();
+    let worst = 0;
+    flat.forEach((v, j) => (worst = Math.max(worst, Math.abs(sg.out[2 * i]![j]! - v))));
+    assert.ok(worst <= LOGIT_TOL, `${seq.name} with subgroups: max |logit diff| ${worst}`);
+  });
+  sg.out.forEach((row, i) => {
+    let worst = 0;
+    row.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - plain.out[i]![j]!))));
+    assert.ok(worst <= 1e-5, `row set ${i}: subgroups vs shared memory ${worst}`);
+  });
+});

@@ -128,6 +128,7 @@ export async function acquireDevice(options: DeviceOptions = {}): Promise<Acquir
     }
     const requiredFeatures: GPUFeatureName[] = [];
     if (adapter.features.has('shader-f16')) requiredFeatures.push('shader-f16');
+    if (adapter.features.has('subgroups' as GPUFeatureName)) requiredFeatures.push('subgroups' as GPUFeatureName);
     try {
       const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
       const info = (adapter as GPUAdapter & { info?: { description?: string; device?: string; vendor?: string } }).info;

@@ -40,6 +40,11 @@ export interface WebGpuBackendOptions extends DeviceOptions {
    * (token, head). Default 512; tests force the split on small shapes with 1.
    */
   attentionSplitSlots?: number;
+  /**
+   * Use subgroup operations (subgroupAdd in the matrix-vector and RMSNorm reductions) when the
+   * device offers the 'subgroups' feature (default true); false forces the shared-memory trees.
+   */
+  subgroups?: boolean;
 }
 
 const ALIGN = 256;
@@ -100,6 +105,10 @@ class WebGpuBackend implements TensorBackend {
   readonly maxBinding: number;
   /** Caches of this many slots or more use the split attention. */
   readonly splitSlots: number;
+  /** The kernels use subgroup operations (the device has them and they were not turned off). */
+  readonly subgroups: boolean;
+  /** Optional features the device offers (shader-f16 is not used yet: see README). */
+  readonly features: { shaderF16: boolean; subgroups: boolean };
   /** Compiled kernels, per device (a reused device keeps them). */
   private readonly pipelines: Map<string, GPUComputePipeline>;
   private encoder: GPUCommandEncoder | undefined;
@@ -130,6 +139,8 @@ class WebGpuBackend implements TensorBackend {
   ) {
     const maxBindingBytes = options.maxBindingBytes;
     this.splitSlots = options.attentionSplitSlots ?? 512;
+    this.subgroups = acquired.features.subgroups && options.subgroups !== false;
+    this.features = acquired.features;
     const device = acquired.device;
     this.device = device;
     this.description = acquired.description;
@@ -456,7 +467,7 @@ class WebGpuBackend implements TensorBackend {
         const params: Param[] = [pr, m.cols, m.rowBytes, part.rowStart, c, xb.off, m.cols, ob.off, rows, f(cap)];
         const bindings = [{ buffer: part.buffer }, xb.resource, ob.resource];
         // the kernel follows n, not the chunk, so a smaller binding limit gives the same sums
-        if (n <= 8) this.dispatch(`mv:${m.dtype}`, () => shaders.matvecShader(m.dtype), params, bindings, pr);
+        if (n <= 8) this.dispatch(`mv:${m.dtype}${this.subgroups ? ':sg' : ''}`, () => shaders.matvecShader(m.dtype, this.subgroups), params, bindings, pr);
         else this.dispatch(`mm:${m.dtype}`, () => shaders.matmulShader(m.dtype), params, bindings, [Math.ceil(pr / 32), Math.ceil(c / 32)]);
       }
     }
@@ -466,7 +477,7 @@ class WebGpuBackend implements TensorBackend {
     const xt = this.own(x);
     if (weight.length < dim) throw new ModelError(`norm weight holds ${weight.length} values, needs ${dim}`);
     const xb = this.bind(xt, 0, rows * dim);
-    this.dispatch('rmsnorm', () => shaders.RMSNORM, [rows, dim, xb.off, f(eps)], [xb.resource, { buffer: this.normBuffer(weight) }], rows);
+    this.dispatch(`rmsnorm${this.subgroups ? ':sg' : ''}`, () => shaders.rmsNormShader(this.subgroups), [rows, dim, xb.off, f(eps)], [xb.resource, { buffer: this.normBuffer(weight) }], rows);
   }
 
   geluMul(gate: Tensor, up: Tensor, count: number): void {
@@ -598,6 +609,8 @@ export type WebGpuBackendInstance = TensorBackend & {
   memoryBytes(): number;
   kernelDispatches(): Record<string, number>;
   readonly splitSlots: number;
+  readonly subgroups: boolean;
+  readonly features: { shaderF16: boolean; subgroups: boolean };
   settle(): Promise<void>;
   softcap(x: Tensor, count: number, cap: number): void;
 };

@@ -84,27 +84,24 @@ const DECODE: Record<DType, string> = {
 
 const WEIGHTS = /* wgsl */ `@group(0) @binding(1) var<storage, read> W: array<u32>;`;
 
-/** out[t, rowStart + r] = x[t] · W[r] for up to 8 tokens: one workgroup per row, reduced in shared memory. */
-export function matvecShader(dtype: DType): string {
-  return /* wgsl */ `${COMMON}
-struct P { rows: u32, cols: u32, rowBytes: u32, rowStart: u32, n: u32, xOff: u32, xStride: u32, oOff: u32, oStride: u32, cap: f32 }
-@group(0) @binding(0) var<uniform> p: P;
-${WEIGHTS}
-@group(0) @binding(2) var<storage, read> X: array<f32>;
-@group(0) @binding(3) var<storage, read_write> O: array<f32>;
-${BYTE}
-${DECODE[dtype]}
-var<workgroup> red: array<f32, 512>;
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let r = gid(wg);
-  if (r >= p.rows) { return; }
-  var acc: array<f32, 8>;
-  let base = r * p.rowBytes;
-  for (var c = li; c < p.cols; c += 64u) {
-    let w = wv(base, c);
-    for (var t = 0u; t < p.n; t++) { acc[t] += w * X[p.xOff + t * p.xStride + c]; }
+/**
+ * out[t, rowStart + r] = x[t] · W[r] for up to 8 tokens: one workgroup per row. The 64 partial
+ * sums are reduced in shared memory (a tree); with subgroups, subgroupAdd sums each subgroup and
+ * its first lane's total lands in shared memory, then one pass adds those in a fixed order
+ * (deterministic whatever the subgroup size or layout).
+ */
+export function matvecShader(dtype: DType, subgroups = false): string {
+  const reduce = subgroups
+    ? /* wgsl */ `
+  for (var t = 0u; t < 8u; t++) {
+    let s = subgroupAdd(acc[t]);
+    red[t * 64u + li] = select(0.0, s, sgi == 0u);
   }
+  workgroupBarrier();
+  if (li < p.n) {
+    var v = 0.0;
+    for (var k = 0u; k < 64u; k++) { v += red[li * 64u + k]; }`
+    : /* wgsl */ `
   for (var t = 0u; t < 8u; t++) { red[t * 64u + li] = acc[t]; }
   workgroupBarrier();
   for (var s = 32u; s > 0u; s >>= 1u) {
@@ -114,7 +111,27 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     workgroupBarrier();
   }
   if (li < p.n) {
-    var v = red[li * 64u];
+    var v = red[li * 64u];`;
+  return /* wgsl */ `${subgroups ? 'enable subgroups;' : ''}
+${COMMON}
+struct P { rows: u32, cols: u32, rowBytes: u32, rowStart: u32, n: u32, xOff: u32, xStride: u32, oOff: u32, oStride: u32, cap: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+${WEIGHTS}
+@group(0) @binding(2) var<storage, read> X: array<f32>;
+@group(0) @binding(3) var<storage, read_write> O: array<f32>;
+${BYTE}
+${DECODE[dtype]}
+var<workgroup> red: array<f32, 512>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${subgroups ? ', @builtin(subgroup_invocation_id) sgi: u32' : ''}) {
+  let r = gid(wg);
+  if (r >= p.rows) { return; }
+  var acc: array<f32, 8>;
+  let base = r * p.rowBytes;
+  for (var c = li; c < p.cols; c += 64u) {
+    let w = wv(base, c);
+    for (var t = 0u; t < p.n; t++) { acc[t] += w * X[p.xOff + t * p.xStride + c]; }
+  }${reduce}
     if (p.cap > 0.0) { v = p.cap * tanh_safe(v / p.cap); }
     O[p.oOff + li * p.oStride + p.rowStart + r] = v;
   }
@@ -203,28 +220,41 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 }`;
 }
 
-export const RMSNORM = /* wgsl */ `${COMMON}
-struct P { rows: u32, dim: u32, off: u32, eps: f32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read_write> X: array<f32>;
-@group(0) @binding(2) var<storage, read> Wt: array<f32>;
-var<workgroup> red: array<f32, 64>;
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  let r = gid(wg);
-  if (r >= p.rows) { return; }
-  let o = p.off + r * p.dim;
-  var s = 0.0;
-  for (var i = li; i < p.dim; i += 64u) { let v = X[o + i]; s += v * v; }
+/** RMSNorm, one workgroup per row; the sum of squares reduced as in matvecShader (a tree, or subgroupAdd). */
+export function rmsNormShader(subgroups = false): string {
+  const reduce = subgroups
+    ? /* wgsl */ `
+  let tot = subgroupAdd(s);
+  red[li] = select(0.0, tot, sgi == 0u);
+  workgroupBarrier();
+  var sum = 0.0;
+  for (var k = 0u; k < 64u; k++) { sum += red[k]; }`
+    : /* wgsl */ `
   red[li] = s;
   workgroupBarrier();
   for (var k = 32u; k > 0u; k >>= 1u) {
     if (li < k) { red[li] += red[li + k]; }
     workgroupBarrier();
   }
-  let inv = 1.0 / sqrt(red[0] / f32(p.dim) + p.eps);
+  let sum = red[0];`;
+  return /* wgsl */ `${subgroups ? 'enable subgroups;' : ''}
+${COMMON}
+struct P { rows: u32, dim: u32, off: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read_write> X: array<f32>;
+@group(0) @binding(2) var<storage, read> Wt: array<f32>;
+var<workgroup> red: array<f32, 64>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${subgroups ? ', @builtin(subgroup_invocation_id) sgi: u32' : ''}) {
+  let r = gid(wg);
+  if (r >= p.rows) { return; }
+  let o = p.off + r * p.dim;
+  var s = 0.0;
+  for (var i = li; i < p.dim; i += 64u) { let v = X[o + i]; s += v * v; }${reduce}
+  let inv = 1.0 / sqrt(sum / f32(p.dim) + p.eps);
   for (var i = li; i < p.dim; i += 64u) { X[o + i] = X[o + i] * inv * Wt[i]; }
 }`;
+}
 
 /** Rotate-half RoPE with cos / sin tables [nTokens, half] computed on the host in f64. */
 export const ROPE = /* wgsl */ `${COMMON}
