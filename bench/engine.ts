@@ -7,7 +7,14 @@
  *
  *   npm run bench -- [--json] [--models gemma-2b,gemma-2-2b] [--types f16,q8_0,q4_0,q4_k_m]
  *                    [--threads N] [--prompt 512] [--gen 128] [--rounds 1] [--engines gemma-ts,llama.cpp]
- *                    [--dir DIR (keep the GGUF files there)] [--kv-type f16|f32]
+ *                    [--dir DIR (keep the GGUF files there)] [--kv-type f16|f32] [--backend webgpu]
+ *
+ * `--backend webgpu` adds gemma-ts on the WebGPU backend (engine gemma-ts-webgpu; f32 KV cache,
+ * its only type), with its ratios to the wasm backend and to each llama.cpp engine, and whether
+ * its greedy tokens equal the wasm backend's. Engines llama.cpp-cuda / llama.cpp-vulkan run
+ * node-llama-cpp's prebuilt GPU binaries (@node-llama-cpp/linux-x64-cuda / -vulkan, all layers
+ * offloaded) where they are installed and a GPU exists; elsewhere their rows are skipped with the
+ * reason.
  *
  * Both engines keep keys and values in f16 (llama.cpp's default cache type) unless --kv-type f32
  * (gemma-ts only; llama.cpp stays f16).
@@ -28,7 +35,9 @@ import { randomTensor, shapeConfig } from './synthetic.js';
 import type { ModelConfig } from '../src/config/model-config.js';
 import { packageRoot } from '../src/util/package-root.js';
 
-type Engine = 'gemma-ts' | 'llama.cpp';
+const ENGINES = ['gemma-ts', 'gemma-ts-webgpu', 'llama.cpp', 'llama.cpp-cuda', 'llama.cpp-vulkan'] as const;
+type Engine = (typeof ENGINES)[number];
+const isGemmaTs = (e: Engine) => e.startsWith('gemma-ts');
 const TYPES = ['f16', 'q8_0', 'q4_0', 'q4_k_m'] as const;
 type QuantType = (typeof TYPES)[number];
 
@@ -44,6 +53,10 @@ export interface BenchResult {
   peak_rss_mb: number;
   /** KV cache element type the engine ran with. */
   kv_type: string;
+  /** gemma-ts: the greedy tokens it generated (compared across backends). */
+  tokens?: number[];
+  /** gemma-ts-webgpu: the adapter that ran it. */
+  device?: string;
 }
 
 function arg(name: string, fallback?: string): string | undefined {
@@ -144,12 +157,13 @@ function promptTokens(n: number): number[] {
 
 type EngineRun = Omit<BenchResult, 'model' | 'type' | 'engine' | 'threads' | 'peak_rss_mb' | 'kv_type'>;
 
-async function runGemmaTs(file: string, threads: number, nPrompt: number, nGen: number, kvType: 'f16' | 'f32'): Promise<EngineRun> {
+async function runGemmaTs(file: string, threads: number, nPrompt: number, nGen: number, kvType: 'f16' | 'f32', backend: 'wasm' | 'webgpu'): Promise<EngineRun> {
   v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
   const { loadModel } = await import('../src/model/load.js');
   const t0 = performance.now();
-  const model = (await loadModel(file, { backend: 'wasm', threads, noTokenizer: true, contextSize: nPrompt + nGen + 8, kvType })).model;
+  const model = (await loadModel(file, { backend, threads, noTokenizer: true, contextSize: nPrompt + nGen + 8, kvType })).model;
   const load_s = (performance.now() - t0) / 1000;
+  const device = (model as { backend?: { description?: string } }).backend?.description;
   const cache = model.createCache(nPrompt + nGen + 8);
   const argmax = (l: Float32Array) => {
     let b = 0;
@@ -157,20 +171,23 @@ async function runGemmaTs(file: string, threads: number, nPrompt: number, nGen: 
     return b;
   };
   const t1 = performance.now();
-  let tok = argmax(model.forward(promptTokens(nPrompt), cache).logits);
+  // forwardAsync on both backends (one await per token; on wasm it resolves at once)
+  let tok = argmax((await model.forwardAsync(promptTokens(nPrompt), cache)).logits);
   const ttft = performance.now() - t1;
+  const tokens = [tok];
   const t2 = performance.now();
-  for (let i = 0; i < nGen; i++) tok = argmax(model.forward([tok], cache).logits);
+  for (let i = 0; i < nGen; i++) tokens.push((tok = argmax((await model.forwardAsync([tok], cache)).logits)));
   const decode = (performance.now() - t2) / 1000;
   model.dispose();
-  return { prefill_tps: nPrompt / (ttft / 1000), decode_tps: nGen / decode, ttft_ms: ttft, load_s };
+  return { prefill_tps: nPrompt / (ttft / 1000), decode_tps: nGen / decode, ttft_ms: ttft, load_s, tokens: tokens.slice(0, 16), ...(device ? { device } : {}) };
 }
 
-async function runLlama(file: string, threads: number, nPrompt: number, nGen: number): Promise<EngineRun> {
+async function runLlama(file: string, threads: number, nPrompt: number, nGen: number, gpu: false | 'cuda' | 'vulkan'): Promise<EngineRun> {
   const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
-  const llama = await getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, logLevel: LlamaLogLevel.error });
+  const llama = await getLlama({ gpu, build: 'never', usePrebuiltBinaries: true, logLevel: LlamaLogLevel.error });
+  if (gpu && llama.gpu !== gpu) throw new Error(`node-llama-cpp has no ${gpu} binary or device here (got ${String(llama.gpu)})`);
   const t0 = performance.now();
-  const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+  const model = await llama.loadModel({ modelPath: file, gpuLayers: gpu ? 'max' : 0 });
   const context = await model.createContext({ contextSize: nPrompt + nGen + 8, threads, batchSize: nPrompt });
   const load_s = (performance.now() - t0) / 1000;
   const seq = context.getSequence();
@@ -194,9 +211,19 @@ async function child(): Promise<void> {
   const nPrompt = Number(arg('prompt'));
   const nGen = Number(arg('gen'));
   const kvType = arg('kv-type', 'f16') as 'f16' | 'f32';
-  const r = engine === 'gemma-ts' ? await runGemmaTs(file, threads, nPrompt, nGen, kvType) : await runLlama(file, threads, nPrompt, nGen);
+  const gpu = engine === 'llama.cpp-cuda' ? 'cuda' : engine === 'llama.cpp-vulkan' ? 'vulkan' : false;
+  // the WebGPU backend keeps its KV cache in f32 (its only cache type)
+  const kv = engine === 'gemma-ts-webgpu' ? 'f32' : kvType;
+  let r: EngineRun;
+  try {
+    r = isGemmaTs(engine) ? await runGemmaTs(file, threads, nPrompt, nGen, kv, engine === 'gemma-ts' ? 'wasm' : 'webgpu') : await runLlama(file, threads, nPrompt, nGen, gpu);
+  } catch (e) {
+    // one line the driver shows (a missing GPU binary or device skips the row, saying why)
+    process.stdout.write(`@@ERROR ${String((e as Error).message ?? e).split('\n')[0]}\n`);
+    process.exit(1);
+  }
   const peak_rss_mb = process.resourceUsage().maxRSS / 1024;
-  process.stdout.write(`@@RESULT ${JSON.stringify({ ...r, peak_rss_mb, kv_type: engine === 'gemma-ts' ? kvType : 'f16' })}\n`);
+  process.stdout.write(`@@RESULT ${JSON.stringify({ ...r, peak_rss_mb, kv_type: isGemmaTs(engine) ? kv : 'f16' })}\n`);
   process.exit(0);
 }
 
@@ -215,7 +242,11 @@ async function main(): Promise<void> {
   const nPrompt = Number(arg('prompt', '512'));
   const nGen = Number(arg('gen', '128'));
   const rounds = Number(arg('rounds', '1'));
-  const engines = (arg('engines', 'gemma-ts,llama.cpp') ?? '').split(',') as Engine[];
+  const backend = arg('backend');
+  if (backend !== undefined && backend !== 'wasm' && backend !== 'webgpu') throw new Error(`--backend must be wasm or webgpu, got ${backend}`);
+  const engines = (arg('engines', backend === 'webgpu' ? 'gemma-ts,gemma-ts-webgpu,llama.cpp' : 'gemma-ts,llama.cpp') ?? '').split(',') as Engine[];
+  for (const e of engines) if (!ENGINES.includes(e)) throw new Error(`unknown engine ${e} (expected ${ENGINES.join(', ')})`);
+  if (backend === 'webgpu' && !engines.includes('gemma-ts-webgpu')) engines.push('gemma-ts-webgpu');
   const kvType = arg('kv-type', 'f16')!;
   if (kvType !== 'f16' && kvType !== 'f32') throw new Error(`--kv-type must be f16 or f32, got ${kvType}`);
   const keep = arg('dir');
@@ -244,7 +275,8 @@ async function main(): Promise<void> {
             });
             const line = p.stdout.split('\n').find((l) => l.startsWith('@@RESULT '));
             if (!line) {
-              log(`  ${engine} failed: ${(p.stderr || p.stdout).trim().split('\n').slice(-5).join('\n  ')}`);
+              const error = p.stdout.split('\n').find((l) => l.startsWith('@@ERROR '));
+              log(`  ${engine} failed: ${error ? error.slice(8) : (p.stderr || p.stdout).trim().split('\n').slice(-5).join('\n  ')}`);
               continue;
             }
             const r = { model, type, engine, threads, ...JSON.parse(line.slice(9)) } as BenchResult;
@@ -279,12 +311,28 @@ async function main(): Promise<void> {
 function printTable(results: BenchResult[]): void {
   const rows: string[][] = [['model', 'type', 'engine', 'thr', 'prefill tok/s', 'decode tok/s', 'TTFT ms', 'load s', 'peak RSS MB']];
   const key = (r: BenchResult) => `${r.model}/${r.type}`;
+  const ratio = (label: string, a: BenchResult, b: BenchResult) =>
+    rows.push(['', '', label, '', fmt(a.prefill_tps / b.prefill_tps, 2), fmt(a.decode_tps / b.decode_tps, 2), fmt(a.ttft_ms / b.ttft_ms, 2), fmt(a.load_s / b.load_s, 2), fmt(a.peak_rss_mb / b.peak_rss_mb, 2)]);
+  const notes: string[] = [];
   for (const r of results) {
     rows.push([r.model, r.type, r.engine, String(r.threads), fmt(r.prefill_tps), fmt(r.decode_tps, 2), fmt(r.ttft_ms, 0), fmt(r.load_s, 2), fmt(r.peak_rss_mb, 0)]);
+    const same = (e: Engine) => results.find((x) => key(x) === key(r) && x.engine === e);
     if (r.engine === 'llama.cpp') {
-      const g = results.find((x) => key(x) === key(r) && x.engine === 'gemma-ts');
+      const g = same('gemma-ts');
+      if (g) ratio('ratio gemma-ts/llama.cpp', g, r);
+    }
+    if (r.engine.startsWith('llama.cpp')) {
+      const w = same('gemma-ts-webgpu');
+      if (w) ratio(`ratio webgpu/${r.engine}`, w, r);
+    }
+    if (r.engine === 'gemma-ts-webgpu') {
+      const g = same('gemma-ts');
       if (g) {
-        rows.push(['', '', 'ratio gemma-ts/llama.cpp', '', fmt(g.prefill_tps / r.prefill_tps, 2), fmt(g.decode_tps / r.decode_tps, 2), fmt(g.ttft_ms / r.ttft_ms, 2), fmt(g.load_s / r.load_s, 2), fmt(g.peak_rss_mb / r.peak_rss_mb, 2)]);
+        ratio('ratio webgpu/wasm', r, g);
+        const n = Math.min(r.tokens?.length ?? 0, g.tokens?.length ?? 0);
+        let k = 0;
+        while (k < n && r.tokens![k] === g.tokens![k]) k++;
+        notes.push(`${key(r)}: webgpu greedy tokens equal wasm's for ${k} of ${n}${r.device ? ` (${r.device})` : ''}`);
       }
     }
   }
@@ -293,6 +341,7 @@ function printTable(results: BenchResult[]): void {
   console.log(line(rows[0]!));
   console.log(w.map((n) => '-'.repeat(n)).join('  '));
   for (const r of rows.slice(1)) console.log(line(r));
+  if (notes.length) console.log('\n' + notes.join('\n'));
   console.log(`\n${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} CPUs, Node ${process.version}`);
 }
 

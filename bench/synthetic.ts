@@ -21,6 +21,13 @@ export const SHAPES: Record<string, Record<string, unknown>> = {
     rope_theta: 10000, query_pre_attn_scalar: 256, attn_logit_softcapping: 50, final_logit_softcapping: 30,
     sliding_window: 4096, bos_token_id: 2, eos_token_id: 1, pad_token_id: 0, hidden_activation: 'gelu_pytorch_tanh',
   },
+  // a small Gemma 2 with the real vocabulary: quick checks of the benchmark itself (e.g. WebGPU rows on llvmpipe)
+  'gemma-2-tiny': {
+    model_type: 'gemma2', vocab_size: 256000, hidden_size: 256, intermediate_size: 1024, num_hidden_layers: 4,
+    num_attention_heads: 4, num_key_value_heads: 2, head_dim: 64, rms_norm_eps: 1e-6, max_position_embeddings: 8192,
+    rope_theta: 10000, query_pre_attn_scalar: 64, attn_logit_softcapping: 50, final_logit_softcapping: 30,
+    sliding_window: 4096, bos_token_id: 2, eos_token_id: 1, pad_token_id: 0, hidden_activation: 'gelu_pytorch_tanh',
+  },
 };
 
 export function shapeConfig(name: string): { raw: Record<string, unknown>; config: ModelConfig } {
