@@ -48,6 +48,16 @@ test('gemma serve: echo + logprobs + max_tokens 0 gives the prompt token logprob
   try {
     const { model, tokenizer } = srv.loaded;
     const ids = tokenizer!.encode('Hello world, how are you?');
+    // The prompt runs through the model once: the scheduler admits max_tokens 0 without a prefill.
+    let fed = 0;
+    const m = model as unknown as Record<string, (...a: unknown[]) => unknown>;
+    for (const name of ['forward', 'forwardAsync', 'forwardBatch', 'forwardBatchAsync']) {
+      const orig = m[name]!.bind(model);
+      m[name] = (a: unknown, ...rest: unknown[]) => {
+        fed += name.startsWith('forwardBatch') ? (a as Array<{ ids: number[] }>).reduce((n, it) => n + it.ids.length, 0) : (a as number[]).length;
+        return orig(a, ...rest);
+      };
+    }
     const res = await fetch(`${srv.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'demo', prompt: ids, echo: true, logprobs: 2, max_tokens: 0 }) });
     assert.equal(res.status, 200);
     const body = (await res.json()) as { choices: Array<{ text: string; logprobs: { token_logprobs: Array<number | null>; top_logprobs: Array<Record<string, number> | null>; tokens: string[] } }> };
@@ -56,6 +66,7 @@ test('gemma serve: echo + logprobs + max_tokens 0 gives the prompt token logprob
     assert.equal(lp.token_logprobs[0], null);
     assert.equal(lp.top_logprobs[0], null);
     assert.equal(body.choices[0]!.text, tokenizer!.decode(ids));
+    assert.equal(fed, ids.length - 1, 'the prompt is processed once');
     // token 3's logprob from one plain forward
     const out = model.forward(ids.slice(0, 3), model.createCache(8), { allPositions: true });
     const row = out.logits.subarray(2 * out.vocab, 3 * out.vocab);

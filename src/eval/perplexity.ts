@@ -83,13 +83,23 @@ function logSoftmax(row: Float32Array, out: Float64Array): number {
   return arg;
 }
 
+/** log(sum(exp(row))), stably. */
+function logSumExp(row: Float32Array): number {
+  let max = -Infinity;
+  for (let i = 0; i < row.length; i++) if (row[i]! > max) max = row[i]!;
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
+  return max + Math.log(sum);
+}
+
 /** Forward `ids` on a fresh cache in steps; calls `onRow(position, logitsRow)` for positions >= from. */
 async function forwardRows(model: LanguageModel, ids: number[], from: number, step: number, onRow: (pos: number, row: Float32Array) => void): Promise<void> {
   const cache: KVCache = model.createCache(ids.length);
   try {
     for (let s = 0; s < ids.length; ) {
-      // Steps end at `from`: rows before it need no logits (the LM head is a large share of the work).
-      const end = s < from ? Math.min(from, s + step, ids.length) : Math.min(ids.length, s + step);
+      // Rows before `from` need no logits (the LM head is a large share of the work): they run as
+      // one prefill; the scored rows run in steps that bound the logits held at once.
+      const end = s < from ? Math.min(from, ids.length) : Math.min(ids.length, s + step);
       const part = ids.slice(s, end);
       const needRows = s + part.length > from;
       const res = await model.forwardAsync(part, cache, { allPositions: needRows });
@@ -164,8 +174,15 @@ export async function perplexityOfIds(model: LanguageModel, tokens: readonly num
   const t0 = performance.now();
   for (let it = 0; it < items.length; it++) {
     const { input, from, targets } = items[it]!;
-    const rows: Float32Array[] = [];
     const inputForModel = input.slice(0, from + targets.length);
+    if (!ref) {
+      // Only the true token's log-probability: log-sum-exp of the row, read in place.
+      await forwardRows(model, inputForModel, from, step, (pos, row) => nlls.push(logSumExp(row) - row[targets[pos - from]!]!));
+      options.onProgress?.(it + 1, items.length);
+      await new Promise<void>((r) => setImmediate(r));
+      continue;
+    }
+    const rows: Float32Array[] = [];
     await forwardRows(model, inputForModel, from, step, (pos, row) => {
       rows[pos - from] = row.slice();
     });
