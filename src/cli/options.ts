@@ -91,7 +91,7 @@ export function addModelOptions(cmd: Command): Command {
       if (v !== 'f32' && v !== 'f16') throw new InvalidArgumentError('expected f32 or f16.');
       return v;
     })
-    .option('--lora <path[:scale]>', 'apply a LoRA adapter (PEFT directory) without merging, optionally scaled (repeatable)', collect);
+    .option('--lora <path[:scale]>', 'apply a LoRA adapter (PEFT directory) without merging, optionally scaled (repeatable; serve: the default model\'s adapters, chosen per request)', collect);
 }
 
 /** The sampling flags are the library's SamplingOptions plus the generation limits. */
