@@ -13,10 +13,8 @@ import { ModelError } from '../src/errors.js';
 import type { GemmaModel } from '../src/model/gemma.js';
 import { loadModel } from '../src/model/load.js';
 import type { BatchItem, LanguageModel } from '../src/model/types.js';
-import { applyLora, savePeftAdapter } from '../src/train/adapter.js';
-import { loadTrainModel } from '../src/train/checkpoint-io.js';
-import { addLoraLayers, resolveTargets } from '../src/train/lora.js';
-import { mulberry32 } from '../src/util/mulberry32.js';
+import { applyLora } from '../src/train/adapter.js';
+import { writeRandomAdapter } from './helpers/lora.js';
 import { repoRoot } from './helpers/paths.js';
 import { webgpuBackend } from './helpers/webgpu.js';
 
@@ -26,13 +24,8 @@ const A = path.join(tmp, 'a'), B = path.join(tmp, 'b');
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 before(async () => {
-  for (const [dir, targets, rank, seed] of [[A, 'all-linear', 4, 31], [B, 'q_proj,o_proj,up_proj', 2, 32]] as const) {
-    const { model } = await loadTrainModel(DEMO, { backend: 'js', trainable: false, noTokenizer: true });
-    addLoraLayers(model, { rank, alpha: 2 * rank, dropout: 0, rslora: false, targets: resolveTargets(targets) }, seed);
-    const rnd = mulberry32(seed);
-    for (const p of model.trainable()) if (p.name.includes('lora_B')) for (let i = 0; i < p.data.length; i++) p.data[i] = (rnd() - 0.5) * 0.4;
-    savePeftAdapter(model, dir);
-  }
+  await writeRandomAdapter(DEMO, A, { targets: 'all-linear', rank: 4, seed: 31 });
+  await writeRandomAdapter(DEMO, B, { targets: 'q_proj,o_proj,up_proj', rank: 2, seed: 32 });
 });
 
 /** Three sequences (different lengths: several steps' rows) with their own scales of [A, B]. */

@@ -11,10 +11,8 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { convertToGGUF } from '../src/formats/convert.js';
 import { loadModel } from '../src/model/load.js';
-import { applyLora, saveGgufAdapter, savePeftAdapter } from '../src/train/adapter.js';
-import { loadTrainModel } from '../src/train/checkpoint-io.js';
-import { addLoraLayers, resolveTargets } from '../src/train/lora.js';
-import { mulberry32 } from '../src/util/mulberry32.js';
+import { applyLora } from '../src/train/adapter.js';
+import { writeRandomAdapter } from './helpers/lora.js';
 import { goldenDir, repoRoot } from './helpers/paths.js';
 
 process.env.NODE_LLAMA_CPP_SKIP_DOWNLOAD = 'true';
@@ -39,13 +37,9 @@ const CASES: Array<{ name: string; dir: string; targets: string; rslora?: boolea
 
 /** A random LoRA adapter (nonzero B) written in both layouts: PEFT directory and adapter.gguf. */
 async function writeAdapter(base: string, targets: string, rslora: boolean, out: string): Promise<{ peft: string; gguf: string }> {
-  const { model } = await loadTrainModel(base, { backend: 'js', trainable: false, noTokenizer: true });
-  addLoraLayers(model, { rank: 4, alpha: 8, dropout: 0, rslora, targets: resolveTargets(targets) }, 21);
-  const rnd = mulberry32(22);
-  for (const p of model.trainable()) if (p.name.includes('lora_B')) for (let i = 0; i < p.data.length; i++) p.data[i] = (rnd() - 0.5) * 0.3;
-  savePeftAdapter(model, out);
-  saveGgufAdapter(model, path.join(out, 'adapter.gguf'));
-  return { peft: out, gguf: path.join(out, 'adapter.gguf') };
+  const gguf = path.join(out, 'adapter.gguf');
+  await writeRandomAdapter(base, out, { targets, rank: 4, alpha: 8, rslora, seed: 21, spread: 0.15, gguf });
+  return { peft: out, gguf };
 }
 
 /** All-position logits of gemma-ts on the base checkpoint with the PEFT adapter at `scale` (none: the base). */

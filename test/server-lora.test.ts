@@ -13,13 +13,12 @@ import { after, before, test } from 'node:test';
 import { registerServeCommand } from '../src/cli/serve.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
 import type { Tokenizer } from '../src/tokenizer/types.js';
-import { loadAdapter, mergeIntoParams, savePeftAdapter } from '../src/train/adapter.js';
+import { loadAdapter, mergeIntoParams } from '../src/train/adapter.js';
 import { loadTrainModel } from '../src/train/checkpoint-io.js';
 import { modelForward, sequenceContext } from '../src/train/forward.js';
-import { addLoraLayers, resolveTargets } from '../src/train/lora.js';
 import { headLogits } from '../src/train/loss.js';
-import { mulberry32 } from '../src/util/mulberry32.js';
 import { runCli } from './helpers/cli.js';
+import { writeRandomAdapter } from './helpers/lora.js';
 import { parseMetrics } from './helpers/server.js';
 import { repoRoot } from './helpers/paths.js';
 
@@ -29,15 +28,6 @@ const A_DIR = path.join(tmp, 'adapter-a');
 const B_DIR = path.join(tmp, 'adapter-b');
 const PROMPT = [2, 105, 506, 307, 119, 45, 230, 611, 87];
 const STEPS = 8;
-
-/** A random adapter on the demo model (nonzero B, so that it changes the logits). */
-async function makeAdapter(dir: string, targets: string, rank: number, seed: number): Promise<void> {
-  const { model } = await loadTrainModel(DEMO, { backend: 'js', trainable: false, noTokenizer: true });
-  addLoraLayers(model, { rank, alpha: 2 * rank, dropout: 0, rslora: false, targets: resolveTargets(targets) }, seed);
-  const rnd = mulberry32(seed);
-  for (const p of model.trainable()) if (p.name.includes('lora_B')) for (let i = 0; i < p.data.length; i++) p.data[i] = (rnd() - 0.5) * 0.4;
-  savePeftAdapter(model, dir);
-}
 
 interface Greedy {
   text: string;
@@ -73,8 +63,8 @@ const stop = new AbortController();
 let served: Promise<unknown>;
 
 before(async () => {
-  await makeAdapter(A_DIR, 'all-linear', 4, 11);
-  await makeAdapter(B_DIR, 'q_proj,v_proj,down_proj', 2, 12);
+  await writeRandomAdapter(DEMO, A_DIR, { targets: 'all-linear', rank: 4, seed: 11 });
+  await writeRandomAdapter(DEMO, B_DIR, { targets: 'q_proj,v_proj,down_proj', rank: 2, seed: 12 });
   tokenizer = await loadTokenizer(DEMO);
   let listening!: (u: string) => void;
   const ready = new Promise<string>((r) => (listening = r));
