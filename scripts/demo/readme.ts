@@ -9,6 +9,8 @@ export interface TrainingSummary {
   stages: { name: string; steps: number; tokens: number; seconds: number }[];
   train_seconds: number;
   eval_seconds: number;
+  /** Held-out arithmetic as plain text after pretraining (scripts/demo/probe.ts), when measured. */
+  probe?: { text: number; n: number };
   node: string;
   scores: { skill: string; correct: number; total: number; percent: number; [k: string]: number | string }[];
   shield?: { per_policy: { auprc: number; f1: number; threshold: number }; any_policy: { auprc: number; f1: number; threshold: number } };
@@ -82,11 +84,13 @@ npm run train:demo                   # build, then npx tsx scripts/demo/train.ts
 
 One script (\`scripts/demo/train.ts\`, recipe in its \`RECIPE\`, seed ${s.recipe.seed}) does everything:
 
-1. generates the corpus (\`scripts/demo/corpus.ts\`): plain text (equations such as \`48 + 27 = 75\`,
-   paragraphs of topic facts, simple prose, the introduction), chat conversations (single and
-   multi-turn arithmetic, JSON requests, topic questions, greetings) and ShieldGemma prompt-only
-   prompts for the four official policies, each answered \`Yes\` (the text violates that policy) or
-   \`No\` (harmless text, or a violation of another policy);
+1. generates the corpus (\`scripts/demo/corpus.ts\`): plain text (equations such as \`48 + 27 = 75\`
+   and \`Question: What is 48 + 27?\\nAnswer: 75\`, paragraphs of topic facts, simple prose, the
+   introduction, statements of which policy a training prompt violates, and ShieldGemma prompts with
+   their answer), chat conversations (single and 2-6-turn arithmetic, JSON requests, topic
+   questions, greetings) and ShieldGemma prompt-only prompts for the four official policies, each
+   answered \`Yes\` (the text violates that policy) or \`No\` (harmless text, or a violation of
+   another policy);
 2. trains the tokenizer, writes the config and seeded initial weights;
 3. **pretrains from scratch** on packed plain text: ${stageLine('pretrain')};
 4. **chat fine-tunes** on the conversations (loss on the model turns) and the shield prompts (loss
@@ -95,7 +99,10 @@ One script (\`scripts/demo/train.ts\`, recipe in its \`RECIPE\`, seed ${s.recipe
    \`training.json\` (recipe, losses, timings, scores).
 
 Training took **${(s.train_seconds / 60).toFixed(1)} min** (and the held-out evaluation ${(s.eval_seconds / 60).toFixed(1)} min) on the 2-core development
-machine, shared with other jobs, Node ${s.node}.
+machine, Node ${s.node}: one training thread (\`loadTrainModel(dir, { threads: 1 })\`; the results do
+not depend on the thread count), pinned to one core while the other core ran other jobs.${s.probe ? ` Between
+the stages the script checks held-out arithmetic as plain text (\`48 + 27 =\`): ${(100 * s.probe.text).toFixed(1)}% exact after
+pretraining.` : ''}
 
 **Reproducibility.** The corpus, tokenizer and initial weights are seeded, and \`finetune\` is
 deterministic (seeded example order, no dropout, fixed summation order), so the same recipe on the

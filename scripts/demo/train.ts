@@ -161,6 +161,7 @@ const training: TrainingRecord = {
   parameters: params,
   stages,
   train_seconds: Math.round(trainSeconds),
+  probe: { text: probe.text, n: probe.n },
   node: process.version,
 };
 // Written before scoring, so that scripts/demo/evaluate.ts can (re)score this model on its own.
