@@ -69,7 +69,7 @@ before(async () => {
   let listening!: (u: string) => void;
   const ready = new Promise<string>((r) => (listening = r));
   served = runCli((program, io) => registerServeCommand(program, io, { shutdown: stop.signal, onListening: listening }), [
-    'serve', '--model', DEMO, '--backend', 'js', '--port', '0', '--parallel', '4', '--lora', A_DIR, '--lora', `${B_DIR}:0.5`,
+    'serve', '--model', DEMO, '--model', `second=${DEMO}`, '--backend', 'js', '--port', '0', '--parallel', '4', '--lora', A_DIR, '--lora', `${B_DIR}:0.5`,
   ]);
   url = await Promise.race([ready, served.then((r) => Promise.reject(new Error(`serve ended: ${JSON.stringify(r)}`)))]);
 });
@@ -84,8 +84,8 @@ async function post(route: string, body: unknown): Promise<{ status: number; jso
   return { status: r.status, json: await r.json() };
 }
 
-async function complete(lora?: unknown): Promise<Greedy> {
-  const r = await post('/v1/completions', { model: 'demo', prompt: PROMPT, max_tokens: STEPS, temperature: 0, ignore_eos: true, logprobs: 1, ...(lora !== undefined ? { lora } : {}) });
+async function complete(lora?: unknown, model = 'demo'): Promise<Greedy> {
+  const r = await post('/v1/completions', { model, prompt: PROMPT, max_tokens: STEPS, temperature: 0, ignore_eos: true, logprobs: 1, ...(lora !== undefined ? { lora } : {}) });
   assert.equal(r.status, 200, JSON.stringify(r.json));
   return { text: r.json.choices[0].text, logprobs: r.json.choices[0].logprobs.token_logprobs };
 }
@@ -114,6 +114,7 @@ test('a request with an adapter equals the merged model; without adapters, the b
   assertSame(await complete([{ id: 1, scale: 1 }]), b1, 'B at 1 (A unlisted: off)');
   assertSame(await complete(), global, 'no lora field: the global scales');
   assertSame(await complete([]), global, 'an empty list: the global scales');
+  assertSame(await complete(undefined, 'second'), base, 'the --lora adapters belong to the default model only');
 });
 
 test('concurrent requests with different adapters share steps and each get their own answer', async () => {
@@ -142,12 +143,13 @@ test('bad ids and scales are 400s naming the field', async () => {
     assert.match(r.json.error.message, message);
   };
   const req = (lora: unknown) => ({ model: 'demo', prompt: PROMPT, max_tokens: 1, lora });
-  await bad('/v1/completions', req([{ id: 2, scale: 1 }]), /lora\[0\]\.id: no LoRA adapter with id 2 \(this server has 2: ids 0\.\.1/);
+  await bad('/v1/completions', req([{ id: 2, scale: 1 }]), /lora\[0\]\.id: no LoRA adapter with id 2 \(model 'demo' has 2: ids 0\.\.1/);
   await bad('/v1/chat/completions', { model: 'demo', messages: [{ role: 'user', content: 'hi' }], lora: [{ id: 0, scale: 1 }, { id: 7, scale: 1 }] }, /lora\[1\]\.id: no LoRA adapter with id 7/);
   await bad('/v1/completions', req([{ id: 0, scale: 'high' }]), /lora\.0\.scale/);
   await bad('/v1/completions', req([{ id: -1, scale: 1 }]), /lora\.0\.id/);
   await bad('/v1/completions', req([{ id: 0, scale: 1e9 }]), /lora\.0\.scale/);
   await bad('/v1/completions', req({ id: 0, scale: 1 }), /lora/);
+  await bad('/v1/completions', { ...req([{ id: 0, scale: 1 }]), model: 'second' }, /lora\[0\]\.id: no LoRA adapter with id 0 \(model 'second' has no LoRA adapters/);
   await bad('/lora-adapters', { id: 0, scale: 1 }, /expected a JSON array/);
   await bad('/lora-adapters', [{ id: 5, scale: 1 }], /body\[0\]\.id: no LoRA adapter with id 5/);
   await bad('/lora-adapters', [{ id: 0 }], /0\.scale/);

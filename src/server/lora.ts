@@ -27,12 +27,13 @@ export type LoraList = z.infer<typeof loraListSchema>;
  * The scale of every adapter of `model` under `list` (listed ids: their scale, others 0); a 400
  * naming the entry for an id the model does not have.
  */
-export function loraScales(model: LanguageModel, list: LoraList, param: string): number[] {
+export function loraScales(model: LanguageModel, list: LoraList, param: string, modelId?: string): number[] {
   const adapters = model.loraAdapters?.() ?? [];
+  const which = modelId === undefined ? 'this server' : `model '${modelId}'`;
   const scales = adapters.map(() => 0);
   list.forEach(({ id, scale }, i) => {
     if (id >= adapters.length) {
-      const have = adapters.length === 0 ? 'this server has no LoRA adapters (start it with --lora PATH)' : `this server has ${adapters.length}: ids 0..${adapters.length - 1}, listed by GET /lora-adapters`;
+      const have = adapters.length === 0 ? `${which} has no LoRA adapters (the default model takes them: --lora PATH)` : `${which} has ${adapters.length}: ids 0..${adapters.length - 1}, listed by GET /lora-adapters`;
       throw new HttpError(400, `${param}[${i}].id: no LoRA adapter with id ${id} (${have})`, { param: `${param}.${i}.id`, code: 'invalid_value' });
     }
     scales[id] = scale;
@@ -41,7 +42,7 @@ export function loraScales(model: LanguageModel, list: LoraList, param: string):
 }
 
 /** A request's `lora` field as the scheduler's per-sequence scales (undefined: the global ones). */
-export function requestLora(model: LanguageModel, list: LoraList | null | undefined): number[] | undefined {
+export function requestLora(model: LanguageModel, list: LoraList | null | undefined, modelId?: string): number[] | undefined {
   if (!list || list.length === 0) return undefined;
-  return loraScales(model, list, 'lora');
+  return loraScales(model, list, 'lora', modelId);
 }

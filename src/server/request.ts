@@ -71,7 +71,7 @@ export type Sampling = Pick<ChatRequest, 'temperature' | 'top_p' | 'top_k' | 'mi
 /** OpenAI's sampling fields as the scheduler's options for choice `index`. */
 export function sequenceOptions(served: ServedModel, r: Sampling, index: number, baseSeed: number, format: ResponseFormat | undefined): Omit<SequenceRequest, 'promptIds' | 'maxTokens'> {
   const stop = r.stop === null || r.stop === undefined ? [] : typeof r.stop === 'string' ? [r.stop] : r.stop;
-  const lora = requestLora(served.model, r.lora);
+  const lora = requestLora(served.model, r.lora, served.id);
   let temperature = r.temperature ?? 1;
   if (r.top_p === 0) temperature = 0; // top_p 0 keeps only the most likely token
   return {
