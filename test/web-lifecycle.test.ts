@@ -136,3 +136,30 @@ test(`${CYCLES} load / dispose cycles of the demo on wasm (Web Workers) in Chrom
   assert.ok(r.alive <= 1, `${r.alive} disposed wasm backends still alive after gc`);
   checkGrowth(r, 'wasm');
 });
+
+test('OPFS as the download cache (cacheStore: "opfs"): the second load requests no model file and gives the same logits', async () => {
+  const run = () =>
+    page.evaluate(async () => {
+      const g = await import('/dist/web/index.js' as string);
+      const progress: boolean[] = [];
+      const { model } = await g.loadModel('/models/demo/', { backend: 'wasm', threads: 1, cache: 'gemma-ts-opfs-test', cacheStore: 'opfs', onDownloadProgress: (p: { fromCache: boolean }) => progress.push(p.fromCache) });
+      const logits = Array.from((await model.forwardAsync([2, 105, 777], model.createCache(16))).logits as Float32Array).slice(0, 32);
+      model.dispose();
+      const root = await (globalThis as unknown as { navigator: { storage: { getDirectory(): Promise<{ getDirectoryHandle(n: string): Promise<{ keys(): AsyncIterable<string> }> }> } } }).navigator.storage.getDirectory();
+      let files = 0;
+      for await (const _ of (await root.getDirectoryHandle('gemma-ts-opfs-test')).keys()) files++;
+      return { logits, progress, files };
+    });
+  await page.evaluate(async () => (await import('/dist/web/index.js' as string)).clearCache('gemma-ts-opfs-test', 'opfs'));
+  server.requests.length = 0;
+  const first = await run();
+  assert.ok(server.requests.includes('/models/demo/model.safetensors'), 'the first load downloads the weights');
+  assert.ok(first.files >= 4, `${first.files} OPFS files (config, tokenizer files, weights' chunks and their metadata)`);
+  assert.ok(first.progress.includes(false));
+  server.requests.length = 0;
+  const second = await run();
+  assert.deepEqual(server.requests.filter((r) => r.startsWith('/models/')), [], 'no model file requested again');
+  assert.ok(second.progress.length > 0 && second.progress.every((c) => c), 'every progress report says fromCache');
+  assert.deepEqual(second.logits, first.logits);
+  assert.equal(await page.evaluate(async () => (await import('/dist/web/index.js' as string)).clearCache('gemma-ts-opfs-test', 'opfs')), true);
+});

@@ -29,8 +29,13 @@ export interface DownloadProgress {
 }
 
 export interface HttpSourceOptions {
-  /** Cache API cache name (default 'gemma-ts'); false = no cache, every read is a range request. */
+  /** Cache name (default 'gemma-ts'); false = no cache, every read is a range request. */
   cache?: string | false;
+  /**
+   * Where cached chunks live: 'cache-api' (default: the Cache API) or 'opfs' (the Origin Private
+   * File System: one file per chunk in directory `cache`, written atomically on close).
+   */
+  cacheStore?: 'cache-api' | 'opfs';
   /** Extra request headers (e.g. Authorization for gated Hugging Face repos). */
   headers?: Record<string, string>;
   onDownloadProgress?: (p: DownloadProgress) => void;
@@ -66,8 +71,55 @@ function cacheStorage(): CachesLike | undefined {
   return (globalThis as unknown as { caches?: CachesLike }).caches;
 }
 
-/** Delete the download cache (all cached model files). */
-export async function clearCache(name = 'gemma-ts'): Promise<boolean> {
+interface OpfsDir {
+  getDirectoryHandle(name: string, options?: { create?: boolean }): Promise<OpfsDir>;
+  getFileHandle(name: string, options?: { create?: boolean }): Promise<{ getFile(): Promise<Blob>; createWritable(): Promise<{ write(b: Blob): Promise<void>; close(): Promise<void> }> }>;
+  removeEntry(name: string, options?: { recursive?: boolean }): Promise<void>;
+}
+
+function opfsRoot(): Promise<OpfsDir> | undefined {
+  const storage = (globalThis as unknown as { navigator?: { storage?: { getDirectory?(): Promise<OpfsDir> } } }).navigator?.storage;
+  return storage?.getDirectory?.();
+}
+
+/** The Cache API's match / put over OPFS files (named by the SHA-256 of the key: URLs hold '/'). */
+async function opfsCache(name: string): Promise<CacheLike | undefined> {
+  const root = await opfsRoot();
+  if (!root) return undefined;
+  const dir = await root.getDirectoryHandle(name, { create: true });
+  const fileOf = async (key: string) => {
+    const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(key)));
+    return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+  };
+  return {
+    async match(key) {
+      try {
+        return new Response(await (await dir.getFileHandle(await fileOf(key))).getFile());
+      } catch (e) {
+        if ((e as Error).name === 'NotFoundError') return undefined;
+        throw e;
+      }
+    },
+    async put(key, response) {
+      const w = await (await dir.getFileHandle(await fileOf(key), { create: true })).createWritable();
+      await w.write(await response.blob());
+      await w.close(); // the file changes only now: an interrupted write leaves no partial chunk
+    },
+  };
+}
+
+/** Delete the download cache (all cached model files) in the Cache API, or in OPFS with store 'opfs'. */
+export async function clearCache(name = 'gemma-ts', store: 'cache-api' | 'opfs' = 'cache-api'): Promise<boolean> {
+  if (store === 'opfs') {
+    const root = await opfsRoot();
+    try {
+      await root?.removeEntry(name, { recursive: true });
+      return !!root;
+    } catch (e) {
+      if ((e as Error).name === 'NotFoundError') return false;
+      throw e;
+    }
+  }
   return (await cacheStorage()?.delete(name)) ?? false;
 }
 
@@ -96,8 +148,10 @@ function parseTotal(res: Response): number | undefined {
  * files such as tokenizer.model can be probed; with a cache, the absence is remembered too).
  */
 export async function openUrl(url: string, options: HttpSourceOptions = {}): Promise<ByteSource | undefined> {
-  const storage = options.cache === false ? undefined : cacheStorage();
-  const cache = storage ? await storage.open(options.cache || 'gemma-ts') : undefined;
+  const name = options.cache || 'gemma-ts';
+  let cache: CacheLike | undefined;
+  if (options.cache !== false && options.cacheStore === 'opfs') cache = await opfsCache(name);
+  else if (options.cache !== false) cache = await cacheStorage()?.open(name);
   let loaded = 0;
   const report = (fromCache: boolean, total: number) => options.onDownloadProgress?.({ url, loadedBytes: loaded, totalBytes: total, fromCache });
 
