@@ -14,7 +14,12 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { quantizeModel } from '../src/formats/convert.js';
+import { randomFillSync } from 'node:crypto';
+import { tensorTypeFor } from '../src/formats/convert.js';
+import { DTYPE_LAYOUT, type DType } from '../src/formats/dtype.js';
+import { writeGGUFAsync } from '../src/formats/gguf.js';
+import { archOfFamily, configToGGUFMetadata, hfToGgufName } from '../src/formats/gguf-names.js';
+import { f32ToF16 } from '../src/formats/half.js';
 import { sequenceForwardBackward } from '../src/train/backward.js';
 import { loadTrainModel } from '../src/train/checkpoint-io.js';
 import { addLoraLayers, ALL_LINEAR } from '../src/train/lora.js';
@@ -97,6 +102,43 @@ function writeModel(name: string, cfg: Record<string, unknown>): string {
   return dir;
 }
 
+/**
+ * Random stored bytes in `dtype` with a fixed block scale, values within about +-0.02 (f32: the
+ * GGUF norm convention 1 + w). Drawn directly in the block format rather than quantized from f32:
+ * quantizing a 256k x 2048 table to Q6_K takes the better part of an hour on one core.
+ */
+function randomTensor(dtype: DType, count: number): Uint8Array {
+  if (dtype === 'f32') {
+    const v = new Float32Array(count);
+    for (let i = 0; i < count; i++) v[i] = 1 + (Math.random() - 0.5) * 0.2;
+    return new Uint8Array(v.buffer);
+  }
+  const { blockSize, blockBytes } = DTYPE_LAYOUT[dtype];
+  const out = randomFillSync(new Uint8Array((count / blockSize) * blockBytes));
+  // where the f16 scale sits in a block, and the scale giving |w| <= ~0.02
+  const [at, d] = dtype === 'q8_0' ? [0, 0.02 / 127] : dtype === 'q4_0' ? [0, 0.02 / 8] : dtype === 'q6_k' ? [208, 0.02 / (32 * 127)] : [-1, 0];
+  if (at < 0) throw new Error(`bench: no random generator for ${dtype}`);
+  const h = f32ToF16(d);
+  for (let p = at; p < out.length; p += blockBytes) {
+    out[p] = h & 0xff;
+    out[p + 1] = h >> 8;
+  }
+  return out;
+}
+
+/** A random GGUF of the config's shapes, typed as llama-quantize would (Q4_0: Q6_K embedding). */
+async function writeRandomGGUF(file: string, cfg: Record<string, unknown>, type: 'q4_0' | 'q8_0'): Promise<void> {
+  const { config } = normalizeHfConfig(cfg);
+  const arch = archOfFamily(config.family);
+  const { metadata } = configToGGUFMetadata(config, 'bench');
+  const tensors = tensorLayout(config).map(({ name, shape }) => {
+    const ggufName = hfToGgufName(arch, 'model.' + name)!;
+    const dtype = tensorTypeFor(ggufName, shape, type, config.numLayers);
+    return { name: ggufName, dtype, shape, data: () => randomTensor(dtype, shape.reduce((a, b) => a * b, 1)) };
+  });
+  await writeGGUFAsync(file, { metadata, tensors, prefetch: 0 });
+}
+
 function runOurs(model: string, rank: number): Result {
   const out = execFileSync(process.execPath, [...process.execArgv, process.argv[1]!, '--worker', 'ours', '--model', model, '--seq', seq, '--steps', steps, '--threads', threads, '--lora-rank', String(rank)], {
     env: { ...process.env }, maxBuffer: 1 << 20,
@@ -152,7 +194,7 @@ try {
     if (layers !== 18) console.log(`(b) uses ${layers} of gemma-2b's 18 layers (full 256k x 2048 embedding, full-size layers)`);
     for (const type of flag('types', 'q4_0,q8_0').split(',') as Array<'q4_0' | 'q8_0'>) {
       const gguf = path.join(tmp, `b.${type}.gguf`);
-      await quantizeModel(dir, gguf, { type });
+      await writeRandomGGUF(gguf, gemma2b(layers), type);
       const ours: Result[] = [], torch: Result[] = [];
       for (let r = 0; r < rounds; r++) {
         ours.push(runOurs(gguf, 8));

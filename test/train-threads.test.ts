@@ -5,7 +5,8 @@
  * - products with a frozen weight decoded inside the kernels (f16 / bf16 / Q8_0 / Q4_0 / Q6_K,
  *   Q4_K through the JS decoder) equal the JS reference on the decoded matrix;
  * - LoRA on a Q8_0 / Q4_0 GGUF keeps the tied embedding in its stored type, and its gradients equal
- *   those of the f32-embedding path within 1e-6, for 1 and 3 threads alike.
+ *   those of the f32-embedding path within 1e-6, for 1 and 3 threads alike;
+ * - keeping the activations of only the last layers (the rest recomputed) changes no gradient bit.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -19,6 +20,7 @@ import { f32ToBf16, f32ToF16 } from '../src/formats/half.js';
 import { quantize } from '../src/formats/quant.js';
 import { sequenceForwardBackward } from '../src/train/backward.js';
 import { loadTrainModel } from '../src/train/checkpoint-io.js';
+import { activationFloatsPerToken } from '../src/train/forward.js';
 import { addLoraLayers, resolveTargets } from '../src/train/lora.js';
 import { jsMatmul } from '../src/train/matmul.js';
 import { FrozenLinear, type TrainModel } from '../src/train/params.js';
@@ -137,3 +139,21 @@ for (const type of ['q8_0', 'q4_0'] as const) {
     }
   });
 }
+
+test('gradient checkpointing of only the layers over the activation budget gives the same gradients', async () => {
+  const { model } = await loadTrainModel(path.join(goldenDir(), 'gemma3'), { threads: 1 });
+  const ids = Array.from({ length: 24 }, (_, i) => (5 + 31 * i) % 512);
+  const gradsWith = (budget: number): Buffer[] => {
+    model.activationBudget = budget;
+    model.zeroGrad();
+    sequenceForwardBackward(model, { ids }, 1 / 23);
+    return model.trainable().map((p) => Buffer.from(p.grad!.slice().buffer));
+  };
+  const layerBytes = 4 * ids.length * activationFloatsPerToken(model.config);
+  const all = gradsWith(Infinity), none = gradsWith(0), some = gradsWith(2 * layerBytes);
+  assert.ok(model.config.numLayers > 2);
+  all.forEach((g, i) => {
+    assert.ok(g.equals(none[i]!), `${model.trainable()[i]!.name}: kept vs recomputed`);
+    assert.ok(g.equals(some[i]!), `${model.trainable()[i]!.name}: kept vs partly recomputed`);
+  });
+});

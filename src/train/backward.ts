@@ -89,16 +89,19 @@ export interface SequenceLoss {
 export function sequenceForwardBackward(model: TrainModel, ex: TrainExample, lossScale: number): SequenceLoss {
   const { ids, targets } = ex;
   const ctx = sequenceContext(model, ids.length, ex.doc, ex.positions);
-  // Gradient checkpointing unless every layer's activations fit the budget.
-  const bytes = 4 * ids.length * model.config.numLayers * activationFloatsPerToken(model.config);
-  const kept: LayerActivations[] | undefined = bytes <= model.activationBudget ? [] : undefined;
-  const xs = modelForward(model, ctx, ids, kept);
+  // Gradient checkpointing for the layers whose activations do not fit the budget (the first
+  // ones: the backward reaches them last); the others keep theirs from the forward.
+  const layerBytes = 4 * ids.length * activationFloatsPerToken(model.config);
+  const nLayers = model.config.numLayers;
+  const keepFrom = Math.max(0, nLayers - Math.floor(model.activationBudget / layerBytes));
+  const kept: LayerActivations[] = [];
+  const xs = modelForward(model, ctx, ids, kept, keepFrom);
   const head = headForwardBackward(model, xs[xs.length - 1]!, ids, targets, lossScale);
   let dx = head.dx!;
   for (let i = model.config.numLayers - 1; i >= 0; i--) {
     const L = model.weights.layers[i]!;
-    const acts = kept ? kept[i]! : layerForward(ctx, L, i, xs[i]!);
-    if (kept) kept.length = i; // release as we go
+    const acts = kept[i] ?? layerForward(ctx, L, i, xs[i]!);
+    kept.length = i; // release as we go
     xs[i + 1] = new Float32Array(0);
     dx = layerBackward(ctx, L, i, acts, dx);
   }

@@ -153,14 +153,15 @@ export function embedForward(model: TrainModel, ids: readonly number[]): Float32
 
 /**
  * The residual stream through every layer, keeping each layer's input (gradient checkpoints):
- * returns [x_0 .. x_L], x_L being the input of the final norm. With `keep`, every layer's
- * activations are kept there too (no recomputation in the backward, when memory allows).
+ * returns [x_0 .. x_L], x_L being the input of the final norm. With `keep`, the activations of
+ * layers keepFrom.. are kept there too, at their layer's index (no recomputation in the backward
+ * for those: the last layers, which the backward reaches first, as many as memory allows).
  */
-export function modelForward(model: TrainModel, ctx: SequenceContext, ids: readonly number[], keep?: LayerActivations[]): Float32Array[] {
+export function modelForward(model: TrainModel, ctx: SequenceContext, ids: readonly number[], keep?: LayerActivations[], keepFrom = 0): Float32Array[] {
   const xs = [embedForward(model, ids)];
   model.weights.layers.forEach((L, i) => {
     const a = layerForward(ctx, L, i, xs[i]!);
-    keep?.push(a);
+    if (keep && i >= keepFrom) keep[i] = a;
     xs.push(a.out);
   });
   return xs;

@@ -169,9 +169,9 @@ export interface CheckpointInfo {
 export class TrainModel {
   readonly params: Param[];
   /**
-   * Bytes of layer activations a sequence may keep from its forward pass to its backward; a
-   * longer sequence recomputes each layer from its saved input instead (gradient checkpointing).
-   * 0 = always recompute.
+   * Bytes of layer activations a sequence may keep from its forward pass to its backward: the last
+   * layers keep theirs as far as the budget goes, the others are recomputed from their saved input
+   * (gradient checkpointing). 0 = always recompute.
    */
   activationBudget = 256 * 1024 * 1024;
   /** Set per training sequence: selects LoRA dropout masks (undefined = no dropout, evaluation). */
