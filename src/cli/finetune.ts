@@ -33,6 +33,7 @@ interface FinetuneFlags {
   out: string;
   json?: boolean;
   backend?: 'js' | 'wasm';
+  threads?: number;
   rank: number;
   alpha: number;
   dropout: number;
@@ -96,6 +97,7 @@ export function registerFinetuneCommand(program: Command, io: CliIO = defaultIO(
     .option('--resume [checkpoint]', 'continue from a checkpoint (default: the newest in OUT/checkpoints)')
     .option('--json', 'one JSON line per step and per evaluation')
     .option('--backend <name>', 'matrix-product kernels: wasm (default, SIMD) or js (the f64-sum reference)', choice(['js', 'wasm'] as const))
+    .option('--threads <n>', 'worker threads of the wasm kernels (default: the physical cores; results do not depend on it)', parseIntFlag(1, 256))
     .action(async (flags: FinetuneFlags) => {
       // the training code loads with the command, not with every `gemma` start
       const [{ latestCheckpoint, loadCheckpoint, saveCheckpoint }, { savePeftAdapter, saveGgufAdapter }, { addLoraLayers, resolveTargets }, { loadTrainModel, saveFullModel }, { loadDataset }, { finetune }] = await Promise.all([
@@ -103,7 +105,7 @@ export function registerFinetuneCommand(program: Command, io: CliIO = defaultIO(
       ]);
       const lora = flags.method === 'lora';
       const targets = lora ? resolveTargets(flags.targets) : [];
-      const { model, tokenizer } = await loadTrainModel(flags.model, { backend: flags.backend, trainable: !lora });
+      const { model, tokenizer } = await loadTrainModel(flags.model, { backend: flags.backend, trainable: !lora, threads: flags.threads });
       if (lora) addLoraLayers(model, { rank: flags.rank, alpha: flags.alpha, dropout: flags.dropout, rslora: flags.rslora === true, targets }, flags.seed);
       const data = loadDataset(flags.data, tokenizer, { maxSeqLen: flags.maxSeqLen, pack: flags.pack, vocabSize: model.weights.embed.rows });
       let resumed: ReturnType<typeof loadCheckpoint> | undefined;
