@@ -331,6 +331,54 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 }`;
 
 /**
+ * Shared by the attention kernels (inserted after their parameter struct P and bindings Q, K):
+ * the workgroup reductions (every thread gets the result; call from uniform control flow) and
+ * one slot's score.
+ */
+const ATTENTION_COMMON = /* wgsl */ `
+const MASKED: f32 = -3.0e38;
+var<workgroup> red: array<f32, 64>;
+fn wg_max(v: f32, li: u32) -> f32 {
+  red[li] = v;
+  workgroupBarrier();
+  for (var k = 32u; k > 0u; k >>= 1u) {
+    if (li < k) { red[li] = max(red[li], red[li + k]); }
+    workgroupBarrier();
+  }
+  let m = red[0];
+  workgroupBarrier();
+  return m;
+}
+fn wg_sum(v: f32, li: u32) -> f32 {
+  red[li] = v;
+  workgroupBarrier();
+  for (var k = 32u; k > 0u; k >>= 1u) {
+    if (li < k) { red[li] += red[li + k]; }
+    workgroupBarrier();
+  }
+  let total = red[0];
+  workgroupBarrier();
+  return total;
+}
+// query token / head th: its token, KV row length, KV head offset, query offset and position
+struct Head { t: u32, kvDim: u32, ko: u32, qo: u32, qp: i32 }
+fn head_of(th: u32) -> Head {
+  let t = th / p.nHeads;
+  let ko = ((th % p.nHeads) / (p.nHeads / p.nKvHeads)) * p.headDim;
+  return Head(t, p.nKvHeads * p.headDim, ko, p.qOff + th * p.headDim, POS[p.qpOff + t]);
+}
+// q·k of query qo and key kb, scaled and soft-capped; MASKED unless 0 <= kp <= qp and qp - kp < window
+fn score(qo: u32, kb: u32, kp: i32, qp: i32) -> f32 {
+  if (kp < 0 || kp > qp || qp - kp >= p.window) { return MASKED; }
+  var d = 0.0;
+  for (var i = 0u; i < p.headDim; i++) { d += Q[qo + i] * K[kb + i]; }
+  d *= p.scale;
+  if (p.softcap > 0.0) { d = p.softcap * tanh_safe(d / p.softcap); }
+  return d;
+}
+`;
+
+/**
  * Attention, one workgroup per (query token, head): scores of every slot (masked by positions:
  * 0 <= pos_j <= pos_i and pos_i - pos_j < window; scaled, soft-capped) into a scratch row,
  * max and sum reduced in shared memory, then each thread sums p * V for its dimensions.
@@ -346,42 +394,22 @@ struct P { nTokens: u32, nSlots: u32, nHeads: u32, nKvHeads: u32, headDim: u32, 
 @group(0) @binding(4) var<storage, read_write> O: array<f32>;
 @group(0) @binding(5) var<storage, read> POS: array<i32>;
 @group(0) @binding(6) var<storage, read_write> S: array<f32>;
-var<workgroup> red: array<f32, 64>;
-const MASKED: f32 = -3.0e38;
+${ATTENTION_COMMON}
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let th = gid(wg);
   if (th >= p.nTokens * p.nHeads) { return; }
-  let t = th / p.nHeads;
-  let h = th % p.nHeads;
-  let kvDim = p.nKvHeads * p.headDim;
-  let ko = (h / (p.nHeads / p.nKvHeads)) * p.headDim;
-  let qo = p.qOff + th * p.headDim;
-  let qp = POS[p.qpOff + t];
+  let hd = head_of(th);
+  let kvDim = hd.kvDim;
+  let ko = hd.ko;
   let sb = th * p.nSlots;
   var mx = MASKED;
   for (var s = li; s < p.nSlots; s += 64u) {
-    let kp = POS[p.spOff + s];
-    var sc = MASKED;
-    if (kp >= 0 && kp <= qp && qp - kp < p.window) {
-      var d = 0.0;
-      let kb = p.kOff + s * kvDim + ko;
-      for (var i = 0u; i < p.headDim; i++) { d += Q[qo + i] * K[kb + i]; }
-      d *= p.scale;
-      if (p.softcap > 0.0) { d = p.softcap * tanh_safe(d / p.softcap); }
-      sc = d;
-      mx = max(mx, d);
-    }
+    let sc = score(hd.qo, p.kOff + s * kvDim + ko, POS[p.spOff + s], hd.qp);
+    mx = max(mx, sc);
     S[sb + s] = sc;
   }
-  red[li] = mx;
-  workgroupBarrier();
-  for (var k = 32u; k > 0u; k >>= 1u) {
-    if (li < k) { red[li] = max(red[li], red[li + k]); }
-    workgroupBarrier();
-  }
-  let m = red[0];
-  workgroupBarrier();
+  let m = wg_max(mx, li);
   var sum = 0.0;
   for (var s = li; s < p.nSlots; s += 64u) {
     let sc = S[sb + s];
@@ -390,14 +418,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     S[sb + s] = e;
     sum += e;
   }
-  red[li] = sum;
-  storageBarrier();
-  workgroupBarrier();
-  for (var k = 32u; k > 0u; k >>= 1u) {
-    if (li < k) { red[li] += red[li + k]; }
-    workgroupBarrier();
-  }
-  let total = red[0];
+  storageBarrier(); // the V sum reads every thread's S
+  let total = wg_sum(sum, li);
   for (var d = li; d < p.headDim; d += 64u) {
     var acc = 0.0;
     for (var s = 0u; s < p.nSlots; s++) {
@@ -428,48 +450,27 @@ struct P { nTokens: u32, nSlots: u32, nHeads: u32, nKvHeads: u32, headDim: u32, 
 @group(0) @binding(4) var<storage, read_write> PT: array<f32>;
 @group(0) @binding(5) var<storage, read> POS: array<i32>;
 const CH: u32 = ${SPLIT_SLOTS}u;
-const MASKED: f32 = -3.0e38;
+${ATTENTION_COMMON}
 var<workgroup> sc: array<f32, CH>;
-var<workgroup> red: array<f32, 64>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let th = wg.x;
   let ch = wg.y;
   if (th >= p.nTokens * p.nHeads || ch >= p.nChunks) { return; }
-  let t = th / p.nHeads;
-  let h = th % p.nHeads;
-  let kvDim = p.nKvHeads * p.headDim;
-  let ko = (h / (p.nHeads / p.nKvHeads)) * p.headDim;
-  let qo = p.qOff + th * p.headDim;
-  let qp = POS[p.qpOff + t];
+  let hd = head_of(th);
+  let kvDim = hd.kvDim;
+  let ko = hd.ko;
   let s0 = ch * CH;
   let s1 = min(s0 + CH, p.nSlots);
   var mx = MASKED;
   for (var j = li; j < CH; j += 64u) {
     let s = s0 + j;
     var v = MASKED;
-    if (s < s1) {
-      let kp = POS[p.spOff + s];
-      if (kp >= 0 && kp <= qp && qp - kp < p.window) {
-        var d = 0.0;
-        let kb = p.kOff + s * kvDim + ko;
-        for (var i = 0u; i < p.headDim; i++) { d += Q[qo + i] * K[kb + i]; }
-        d *= p.scale;
-        if (p.softcap > 0.0) { d = p.softcap * tanh_safe(d / p.softcap); }
-        v = d;
-        mx = max(mx, d);
-      }
-    }
+    if (s < s1) { v = score(hd.qo, p.kOff + s * kvDim + ko, POS[p.spOff + s], hd.qp); }
+    mx = max(mx, v);
     sc[j] = v;
   }
-  red[li] = mx;
-  workgroupBarrier();
-  for (var k = 32u; k > 0u; k >>= 1u) {
-    if (li < k) { red[li] = max(red[li], red[li + k]); }
-    workgroupBarrier();
-  }
-  let m = red[0];
-  workgroupBarrier();
+  let m = wg_max(mx, li);
   var sum = 0.0;
   for (var j = li; j < CH; j += 64u) {
     var e = 0.0;
@@ -477,16 +478,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     sc[j] = e;
     sum += e;
   }
-  red[li] = sum;
-  workgroupBarrier();
-  for (var k = 32u; k > 0u; k >>= 1u) {
-    if (li < k) { red[li] += red[li + k]; }
-    workgroupBarrier();
-  }
+  let l = wg_sum(sum, li);
   let base = p.ptOff + (th * p.nChunks + ch) * (p.headDim + 2u);
   if (li == 0u) {
     PT[base] = m;
-    PT[base + 1u] = red[0];
+    PT[base + 1u] = l;
   }
   let n = s1 - s0;
   for (var d = li; d < p.headDim; d += 64u) {
