@@ -32,6 +32,8 @@ import { writeRandomGemma2 } from './fixtures/shield/checkpoint.js';
 import { randomSae } from './helpers/npz-writer.js';
 import { goldenDir, readGolden, repoRoot } from './helpers/paths.js';
 import { webgpuBackend } from './helpers/webgpu.js';
+import { runCli } from './helpers/cli.js';
+import { registerSaeCommands } from '../src/cli/sae.js';
 import type { TestContext } from 'node:test';
 
 const TOL = 1e-4;
@@ -174,5 +176,28 @@ test('eval on webgpu: loglikelihoods and perplexity (wasm as KL reference) equal
   } finally {
     gpu.dispose();
     cpu.dispose();
+  }
+});
+
+test('gemma sae features / explain --backend webgpu print what --backend wasm prints (values within 1e-4)', async (t) => {
+  const probe = await webgpuBackend(t);
+  if (!probe) return;
+  probe.dispose();
+  const fixture = path.join(repoRoot(), 'test/fixtures/sae/gemma-scope-tiny-pt-res/layer_1/width_48/average_l0_5/params.npz');
+  const model = path.join(goldenDir(), 'gemma3');
+  const ids = readGolden('gemma3').hidden_states.input_ids.join(',');
+  const run = async (backend: string, argv: string[]) => {
+    const r = await runCli(registerSaeCommands, ['sae', ...argv, '--model', model, '--sae', fixture, '--json', '--backend', backend]);
+    assert.equal(r.error, undefined, `${argv[0]} --backend ${backend}: ${String(r.error)} ${r.stderr}`);
+    return JSON.parse(r.stdout.trim().split('\n')[0]!) as unknown;
+  };
+  /** Every number of a JSON document, in order. */
+  const numbers = (doc: unknown): number[] => (typeof doc === 'number' ? [doc] : doc && typeof doc === 'object' ? Object.values(doc).flatMap(numbers) : []);
+  for (const argv of [['features', '--ids', ids, '--top', '3'], ['explain', '--feature', '3', '--top', '4']]) {
+    const g = numbers(await run('webgpu', argv));
+    const w = numbers(await run('wasm', argv));
+    assert.equal(g.length, w.length, `${argv[0]}: same shape`);
+    assert.ok(g.length > 10);
+    g.forEach((v, i) => near(v, w[i]!, `${argv[0]} number ${i}`));
   }
 });
