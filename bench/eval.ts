@@ -103,10 +103,12 @@ const pplTimes: number[] = [];
 const prefillTimes: number[] = [];
 let report: Awaited<ReturnType<typeof perplexityOfIds>> | undefined;
 let t = 0;
-for (let round = 0; round < Number(values['ppl-rounds']); round++) {
+const runPerplexity = async (): Promise<void> => {
   t = performance.now();
   report = await perplexityOfIds(model, corpus, { ctx: pplCtx, bosId: 2 });
   pplTimes.push((performance.now() - t) / 1000);
+};
+const runPrefill = (): void => {
   t = performance.now();
   for (let c = 0; c < chunks; c++) {
     const cache = model.createCache(pplCtx);
@@ -114,10 +116,20 @@ for (let round = 0; round < Number(values['ppl-rounds']); round++) {
     cache.dispose?.();
   }
   prefillTimes.push((performance.now() - t) / 1000);
+};
+// The order flips every round so that neither side always runs first (warm-up, drifting load).
+for (let round = 0; round < Number(values['ppl-rounds']); round++) {
+  if (round % 2 === 0) {
+    await runPerplexity();
+    runPrefill();
+  } else {
+    runPrefill();
+    await runPerplexity();
+  }
 }
 const pplTps = corpus.length / best(pplTimes);
 const prefillTps = corpus.length / best(prefillTimes);
-console.log(`\nperplexity (llama.cpp chunks, ctx ${pplCtx}, ${chunks} chunks, ${corpus.length} tokens, half of them scored; ppl ${report!.ppl.toFixed(1)}; best of ${pplTimes.length} alternating rounds)`);
+console.log(`\nperplexity (llama.cpp chunks, ctx ${pplCtx}, ${chunks} chunks, ${corpus.length} tokens, half of them scored; ppl ${report!.ppl.toFixed(1)}; best of ${pplTimes.length} alternating rounds, order flipped each round)`);
 console.log(`  eval perplexity       : ${pplTps.toFixed(1)} tokens/s   (rounds: ${pplTimes.map((x) => (corpus.length / x).toFixed(1)).join(', ')})`);
 console.log(`  our prefill           : ${prefillTps.toFixed(1)} tokens/s   (rounds: ${prefillTimes.map((x) => (corpus.length / x).toFixed(1)).join(', ')})   ratio ${(pplTps / prefillTps).toFixed(2)}x (target >= 0.9x)`);
 model.dispose();

@@ -12,6 +12,7 @@ import type { Tokenizer } from '../tokenizer/types.js';
 import { GemmaError } from '../errors.js';
 import { renderChat } from '../tokenizer/chat.js';
 import { cutAtStop, encodePair, encodeText, rollingWindows, type EvalLM, type GenerationRequest, type LoglikelihoodRequest, type Progress, type TokenPair } from './lm.js';
+import { continuingChatTemplate } from './task.js';
 
 export interface RemoteLMOptions {
   baseUrl: string;
@@ -61,7 +62,7 @@ export class RemoteLM implements EvalLM {
   }
 
   /** The tokenizer's chat template, for --apply-chat-template. */
-  readonly chatTemplate = (messages: Array<{ role: string; content: string }>, addGenerationPrompt: boolean): string => renderChat(this.tokenizer, messages, { addGenerationPrompt });
+  readonly chatTemplate = continuingChatTemplate((messages, addGenerationPrompt) => renderChat(this.tokenizer, messages, { addGenerationPrompt }));
 
   private async modelName(): Promise<string> {
     if (this.servedModel) return this.servedModel;
