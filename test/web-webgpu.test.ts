@@ -111,14 +111,14 @@ test('the demo model on WebGPU in Chromium gives the greedy tokens of Node', asy
   assert.deepEqual(got, want);
 });
 
-test('subgroups in Chromium (SwiftShader has them): matrix-vector and RMSNorm reduce with subgroupAdd; logits within 1e-4 of the reference and 1e-5 of the shared-memory path', async () => {
+test('subgroups in Chromium (SwiftShader has them): matrix-vector, RMSNorm and attention (also split over slots) reduce with subgroup operations; logits within 1e-4 of the reference and 1e-5 of the shared-memory path', async () => {
   const golden = readGolden('gemma2');
   const seqs = golden.sequences.map((s) => s.input_ids);
-  const run = (subgroups: boolean) =>
+  const run = (subgroups: boolean, split = false) =>
     page.evaluate(
-      async ({ url, seqs, subgroups }) => {
+      async ({ url, seqs, subgroups, split }) => {
         const g = await import('/dist/web/index.js' as string);
-        const backend = await g.createWebGpuBackend({ subgroups });
+        const backend = await g.createWebGpuBackend({ subgroups, ...(split ? { attentionSplitSlots: 1 } : {}) });
         const { model } = await g.loadModel(url, { backend, noTokenizer: true, cache: false });
         const out: number[][] = [];
         for (const ids of seqs) {
@@ -131,21 +131,25 @@ test('subgroups in Chromium (SwiftShader has them): matrix-vector and RMSNorm re
         model.dispose();
         return { out, info };
       },
-      { url: '/golden/gemma2/f32/', seqs, subgroups },
+      { url: '/golden/gemma2/f32/', seqs, subgroups, split },
     );
   const sg = await run(true);
   const plain = await run(false);
+  const sgSplit = await run(true, true);
   assert.equal(sg.info.features.subgroups, true, 'the SwiftShader adapter offers subgroups');
   assert.equal(sg.info.used, true);
   assert.equal(plain.info.used, false);
-  const keys = (d: Record<string, number>) => Object.keys(d).filter((k) => k.startsWith('mv:') || k.startsWith('rmsnorm')).sort();
-  assert.deepEqual(keys(sg.info.dispatches), ['mv:f32:sg', 'rmsnorm:sg']);
-  assert.deepEqual(keys(plain.info.dispatches), ['mv:f32', 'rmsnorm']);
+  const keys = (d: Record<string, number>) => Object.keys(d).filter((k) => k.startsWith('mv:') || k.startsWith('rmsnorm') || k.startsWith('attention')).sort();
+  assert.deepEqual(keys(sg.info.dispatches), ['attention:sg', 'mv:f32:sg', 'rmsnorm:sg']);
+  assert.deepEqual(keys(plain.info.dispatches), ['attention', 'mv:f32', 'rmsnorm']);
+  assert.deepEqual(keys(sgSplit.info.dispatches), ['attention-combine', 'attention-part:sg', 'mv:f32:sg', 'rmsnorm:sg']);
   golden.sequences.forEach((seq, i) => {
     const flat = seq.all_logits.flat();
-    let worst = 0;
-    flat.forEach((v, j) => (worst = Math.max(worst, Math.abs(sg.out[2 * i]![j]! - v))));
-    assert.ok(worst <= LOGIT_TOL, `${seq.name} with subgroups: max |logit diff| ${worst}`);
+    for (const [what, r] of [['subgroups', sg], ['subgroups, split attention', sgSplit]] as const) {
+      let worst = 0;
+      flat.forEach((v, j) => (worst = Math.max(worst, Math.abs(r.out[2 * i]![j]! - v))));
+      assert.ok(worst <= LOGIT_TOL, `${seq.name} with ${what}: max |logit diff| ${worst}`);
+    }
   });
   sg.out.forEach((row, i) => {
     let worst = 0;

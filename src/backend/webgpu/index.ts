@@ -560,10 +560,10 @@ class WebGpuBackend implements TensorBackend {
         const ob = this.bind(out, t0 * nHeads * headDim, c * nHeads * headDim);
         const sb = this.bind(scratch, 0, (c * perToken) / 4);
         if (split) {
-          this.dispatch('attention-part', () => shaders.ATTENTION_PART, [c, ...scalars, qb.off, sb.off, kb.off, vb.off, t0, nTokens, nChunks], [qb.resource, kb.resource, vb.resource, sb.resource, posb.resource], [c * nHeads, nChunks]);
+          this.dispatch(`attention-part${this.subgroups ? ':sg' : ''}`, () => shaders.attentionPartShader(this.subgroups), [c, ...scalars, qb.off, sb.off, kb.off, vb.off, t0, nTokens, nChunks], [qb.resource, kb.resource, vb.resource, sb.resource, posb.resource], [c * nHeads, nChunks]);
           this.dispatch('attention-combine', () => shaders.ATTENTION_COMBINE, [c * nHeads, headDim, nChunks, sb.off, ob.off], [sb.resource, ob.resource], c * nHeads);
         } else {
-          this.dispatch('attention', () => shaders.ATTENTION, [c, ...scalars, qb.off, ob.off, kb.off, vb.off, t0, nTokens], [qb.resource, kb.resource, vb.resource, ob.resource, posb.resource, sb.resource], c * nHeads);
+          this.dispatch(`attention${this.subgroups ? ':sg' : ''}`, () => shaders.attentionShader(this.subgroups), [c, ...scalars, qb.off, ob.off, kb.off, vb.off, t0, nTokens], [qb.resource, kb.resource, vb.resource, ob.resource, posb.resource, sb.resource], c * nHeads);
         }
       }
     } finally {

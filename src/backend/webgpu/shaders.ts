@@ -123,7 +123,7 @@ ${BYTE}
 ${DECODE[dtype]}
 var<workgroup> red: array<f32, 512>;
 @compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${subgroups ? ', @builtin(subgroup_invocation_id) sgi: u32' : ''}) {
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${SGI(subgroups)}) {
   let r = gid(wg);
   if (r >= p.rows) { return; }
   var acc: array<f32, 8>;
@@ -245,7 +245,7 @@ struct P { rows: u32, dim: u32, off: u32, eps: f32 }
 @group(0) @binding(2) var<storage, read> Wt: array<f32>;
 var<workgroup> red: array<f32, 64>;
 @compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${subgroups ? ', @builtin(subgroup_invocation_id) sgi: u32' : ''}) {
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${SGI(subgroups)}) {
   let r = gid(wg);
   if (r >= p.rows) { return; }
   let o = p.off + r * p.dim;
@@ -335,10 +335,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
  * the workgroup reductions (every thread gets the result; call from uniform control flow) and
  * one slot's score.
  */
-const ATTENTION_COMMON = /* wgsl */ `
-const MASKED: f32 = -3.0e38;
-var<workgroup> red: array<f32, 64>;
-fn wg_max(v: f32, li: u32) -> f32 {
+/** The entry point's subgroup lane builtin, or a constant 0 lane without subgroups. */
+const SGI = (subgroups: boolean): string => (subgroups ? ', @builtin(subgroup_invocation_id) sgi: u32' : '');
+
+/** Workgroup max / sum of v, every thread gets it (sgi: the lane in its subgroup, unused here). */
+const WG_REDUCE_SHARED = /* wgsl */ `
+fn wg_max(v: f32, li: u32, sgi: u32) -> f32 {
   red[li] = v;
   workgroupBarrier();
   for (var k = 32u; k > 0u; k >>= 1u) {
@@ -349,7 +351,7 @@ fn wg_max(v: f32, li: u32) -> f32 {
   workgroupBarrier();
   return m;
 }
-fn wg_sum(v: f32, li: u32) -> f32 {
+fn wg_sum(v: f32, li: u32, sgi: u32) -> f32 {
   red[li] = v;
   workgroupBarrier();
   for (var k = 32u; k > 0u; k >>= 1u) {
@@ -359,7 +361,34 @@ fn wg_sum(v: f32, li: u32) -> f32 {
   let total = red[0];
   workgroupBarrier();
   return total;
+}`;
+
+/** The same with subgroupMax / subgroupAdd, each subgroup's result combined in a fixed order. */
+const WG_REDUCE_SUBGROUPS = /* wgsl */ `
+fn wg_max(v: f32, li: u32, sgi: u32) -> f32 {
+  let s = subgroupMax(v);
+  red[li] = select(MASKED, s, sgi == 0u);
+  workgroupBarrier();
+  var m = MASKED;
+  for (var k = 0u; k < 64u; k++) { m = max(m, red[k]); }
+  workgroupBarrier();
+  return m;
 }
+fn wg_sum(v: f32, li: u32, sgi: u32) -> f32 {
+  let s = subgroupAdd(v);
+  red[li] = select(0.0, s, sgi == 0u);
+  workgroupBarrier();
+  var total = 0.0;
+  for (var k = 0u; k < 64u; k++) { total += red[k]; }
+  workgroupBarrier();
+  return total;
+}`;
+
+function attentionCommon(subgroups: boolean): string {
+  return /* wgsl */ `
+const MASKED: f32 = -3.0e38;
+var<workgroup> red: array<f32, 64>;
+${subgroups ? WG_REDUCE_SUBGROUPS : WG_REDUCE_SHARED}
 // query token / head th: its token, KV row length, KV head offset, query offset and position
 struct Head { t: u32, kvDim: u32, ko: u32, qo: u32, qp: i32 }
 fn head_of(th: u32) -> Head {
@@ -377,6 +406,7 @@ fn score(qo: u32, kb: u32, kp: i32, qp: i32) -> f32 {
   return d;
 }
 `;
+}
 
 /**
  * Attention, one workgroup per (query token, head): scores of every slot (masked by positions:
@@ -384,7 +414,9 @@ fn score(qo: u32, kb: u32, kp: i32, qp: i32) -> f32 {
  * max and sum reduced in shared memory, then each thread sums p * V for its dimensions.
  * GQA / MQA: head h reads KV head h / (nHeads / nKvHeads).
  */
-export const ATTENTION = /* wgsl */ `${COMMON}
+export function attentionShader(subgroups: boolean): string {
+  return /* wgsl */ `${subgroups ? 'enable subgroups;' : ''}
+${COMMON}
 struct P { nTokens: u32, nSlots: u32, nHeads: u32, nKvHeads: u32, headDim: u32, window: i32, scale: f32, softcap: f32,
            qOff: u32, oOff: u32, kOff: u32, vOff: u32, qpOff: u32, spOff: u32 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -394,9 +426,9 @@ struct P { nTokens: u32, nSlots: u32, nHeads: u32, nKvHeads: u32, headDim: u32, 
 @group(0) @binding(4) var<storage, read_write> O: array<f32>;
 @group(0) @binding(5) var<storage, read> POS: array<i32>;
 @group(0) @binding(6) var<storage, read_write> S: array<f32>;
-${ATTENTION_COMMON}
+${attentionCommon(subgroups)}
 @compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${SGI(subgroups)}) {${subgroups ? '' : '\n  let sgi = 0u;'}
   let th = gid(wg);
   if (th >= p.nTokens * p.nHeads) { return; }
   let hd = head_of(th);
@@ -409,7 +441,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     mx = max(mx, sc);
     S[sb + s] = sc;
   }
-  let m = wg_max(mx, li);
+  let m = wg_max(mx, li, sgi);
   var sum = 0.0;
   for (var s = li; s < p.nSlots; s += 64u) {
     let sc = S[sb + s];
@@ -419,7 +451,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     sum += e;
   }
   storageBarrier(); // the V sum reads every thread's S
-  let total = wg_sum(sum, li);
+  let total = wg_sum(sum, li, sgi);
   for (var d = li; d < p.headDim; d += 64u) {
     var acc = 0.0;
     for (var s = 0u; s < p.nSlots; s++) {
@@ -429,6 +461,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     O[p.oOff + th * p.headDim + d] = select(0.0, acc / total, total > 0.0);
   }
 }`;
+}
 
 /** Slots per workgroup of the split attention (ATTENTION_PART): the scores of a range live in workgroup memory. */
 export const SPLIT_SLOTS = 256;
@@ -440,7 +473,9 @@ export const SPLIT_SLOTS = 256;
  * written as one partial [m, l, out[headDim]] per (th, c). ATTENTION_COMBINE merges them.
  * Many workgroups share one (token, head), so a single decoded token still fills the GPU.
  */
-export const ATTENTION_PART = /* wgsl */ `${COMMON}
+export function attentionPartShader(subgroups: boolean): string {
+  return /* wgsl */ `${subgroups ? 'enable subgroups;' : ''}
+${COMMON}
 struct P { nTokens: u32, nSlots: u32, nHeads: u32, nKvHeads: u32, headDim: u32, window: i32, scale: f32, softcap: f32,
            qOff: u32, ptOff: u32, kOff: u32, vOff: u32, qpOff: u32, spOff: u32, nChunks: u32 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -450,10 +485,10 @@ struct P { nTokens: u32, nSlots: u32, nHeads: u32, nKvHeads: u32, headDim: u32, 
 @group(0) @binding(4) var<storage, read_write> PT: array<f32>;
 @group(0) @binding(5) var<storage, read> POS: array<i32>;
 const CH: u32 = ${SPLIT_SLOTS}u;
-${ATTENTION_COMMON}
+${attentionCommon(subgroups)}
 var<workgroup> sc: array<f32, CH>;
 @compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32${SGI(subgroups)}) {${subgroups ? '' : '\n  let sgi = 0u;'}
   let th = wg.x;
   let ch = wg.y;
   if (th >= p.nTokens * p.nHeads || ch >= p.nChunks) { return; }
@@ -470,7 +505,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     mx = max(mx, v);
     sc[j] = v;
   }
-  let m = wg_max(mx, li);
+  let m = wg_max(mx, li, sgi);
   var sum = 0.0;
   for (var j = li; j < CH; j += 64u) {
     var e = 0.0;
@@ -478,7 +513,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     sc[j] = e;
     sum += e;
   }
-  let l = wg_sum(sum, li);
+  let l = wg_sum(sum, li, sgi);
   let base = p.ptOff + (th * p.nChunks + ch) * (p.headDim + 2u);
   if (li == 0u) {
     PT[base] = m;
@@ -494,6 +529,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     PT[base + 2u + d] = acc;
   }
 }`;
+}
 
 /**
  * Merges the partials of ATTENTION_PART, one workgroup per (token, head): M = max m_c,
