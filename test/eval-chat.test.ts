@@ -15,6 +15,8 @@ import { TaskRegistry } from '../src/eval/registry.js';
 import { Task, continuingChatTemplate } from '../src/eval/task.js';
 import { renderChat } from '../src/tokenizer/chat.js';
 import { loadTokenizer } from '../src/tokenizer/load.js';
+import { registerEvalCommand } from '../src/cli/eval.js';
+import { runCli } from './helpers/cli.js';
 import { repoRoot } from './helpers/paths.js';
 
 interface ChatFixture {
@@ -79,6 +81,26 @@ test('evaluate(): fewshot_as_multiturn defaults to true with applyChatTemplate a
     await evaluate(lm, [file], { applyChatTemplate: true, fewshotAsMultiturn: false, numFewshot: 1, limit: 1 });
     assert.equal(contexts[1], '<bos><start_of_turn>user\n1+1= 2\n\n1+1=<end_of_turn>\n<start_of_turn>model\n');
     await assert.rejects(evaluate(lm, [file], { fewshotAsMultiturn: true }), /needs --apply-chat-template/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('gemma eval --apply-chat-template --fewshot-as-multiturn false: one user turn; the flag alone is refused', async () => {
+  const dir = fs.mkdtempSync(path.join(repoRoot(), 'dist', 'eval-chat-cli-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'd.jsonl'), ['{"q": "1+1", "a": "2"}', '{"q": "2+2", "a": "4"}'].join('\n') + '\n');
+    fs.writeFileSync(path.join(dir, 't.yaml'), 'task: chat_cli\ndataset_path: json\ndataset_kwargs: {data_files: {test: d.jsonl}}\noutput_type: generate_until\nfewshot_config: {sampler: first_n}\ndoc_to_text: "What is {{q}}?"\ndoc_to_target: "{{a}}"\ngeneration_kwargs: {until: ["\\n"], max_gen_toks: 2}\n');
+    const out = path.join(dir, 'out');
+    const args = ['eval', '--backend', 'js', '--model', 'demo', '--tasks', path.join(dir, 't.yaml'), '--output-path', out, '--num-fewshot', '1', '--limit', '1', '--log-samples', '--no-cache'];
+    const r = await runCli(registerEvalCommand, [...args, '--apply-chat-template', '--fewshot-as-multiturn', 'false']);
+    assert.equal(r.error, undefined, String(r.error));
+    assert.equal(JSON.parse(fs.readFileSync(path.join(out, 'results.json'), 'utf8')).fewshot_as_multiturn, false);
+    const sample = JSON.parse(fs.readFileSync(path.join(out, 'samples_chat_cli.jsonl'), 'utf8').split('\n')[0]!);
+    // the same split: the evaluated document is left out of its own examples
+    assert.equal(sample.arguments.gen_args_0.arg_0, '<bos><start_of_turn>user\nWhat is 2+2? 4\n\nWhat is 1+1?<end_of_turn>\n<start_of_turn>model\n');
+    const bad = await runCli(registerEvalCommand, [...args, '--fewshot-as-multiturn']);
+    assert.match(String((bad.error as Error)?.message), /needs --apply-chat-template/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
