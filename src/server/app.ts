@@ -135,8 +135,9 @@ export function createApp(options: AppOptions): App {
   // (413 on the declared length, 415, 401) waits until the client has sent the rest, which is
   // read and dropped, for at most LINGER_MS. Closing at once resets the connection under the
   // client's writes, and the client may lose the answer ("fetch failed" instead of the 413).
-  app.addHook('onSend', async (req, _reply, payload) => {
-    if (!req.raw.complete && !req.raw.destroyed) await drainRequest(req.raw, LINGER_MS);
+  // (`complete === false` only on a real socket's request: fastify's inject() has no such field.)
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (reply.statusCode >= 400 && req.raw.complete === false && !req.raw.destroyed) await drainRequest(req.raw, LINGER_MS);
     return payload;
   });
 
