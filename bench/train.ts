@@ -143,15 +143,21 @@ async function writeRandomGGUF(file: string, cfg: Record<string, unknown>, type:
   await writeGGUFAsync(file, { metadata, tensors, prefetch: 0 });
 }
 
+/** One run's figures as soon as it ends (a long run's results survive an interrupted bench). */
+function logRun(engine: string, label: string, r: Result): Result {
+  console.log(`  ${engine} ${label}: ${JSON.stringify(r)}`);
+  return r;
+}
+
 function runOurs(model: string, rank: number): Result {
   const out = execFileSync(process.execPath, [...process.execArgv, process.argv[1]!, '--worker', 'ours', '--model', model, '--seq', seq, '--steps', steps, '--threads', threads, '--lora-rank', String(rank)], {
     env: { ...process.env }, maxBuffer: 1 << 20,
   });
-  return JSON.parse(out.toString()) as Result;
+  return logRun('gemma-ts', path.basename(model), JSON.parse(out.toString()) as Result);
 }
 function runTorch(model: string, rank: number): Result {
   const out = execFileSync('/usr/bin/python3', [path.join(packageRoot(), 'scripts', 'torch-gemma.py'), 'bench', '--model', model, '--seq', seq, '--steps', steps, '--threads', threads, '--lora-rank', String(rank)], { maxBuffer: 1 << 20 });
-  return JSON.parse(out.toString()) as Result;
+  return logRun('PyTorch', path.basename(model), JSON.parse(out.toString()) as Result);
 }
 
 const gemma3Small = (layers: number) => ({
