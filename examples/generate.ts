@@ -1,7 +1,8 @@
 /**
- * Stream a chat answer from the demo model (random weights: the text is meaningless, the
- * machinery is real). Point loadModel at a checkpoint directory, a .gguf file or ORG/NAME of a
- * `gemma pull`ed model for real answers.
+ * Stream a chat answer from the demo model (a tiny Gemma that gemma-ts trained: it adds and
+ * subtracts numbers up to 99 and knows a few sentences about 40 topics - a haiku is beyond it).
+ * Point loadModel at a checkpoint directory, a .gguf file or ORG/NAME of a `gemma pull`ed model
+ * for real answers.
  *
  *   npx tsx examples/generate.ts
  */

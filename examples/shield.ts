@@ -1,6 +1,7 @@
 /**
- * ShieldGemma safety classification: P(Yes) per policy, in OpenAI's moderation shape. With the
- * demo model the scores are meaningless; use a ShieldGemma checkpoint for real ones.
+ * ShieldGemma safety classification: P(Yes) per policy, in OpenAI's moderation shape. The demo
+ * model learned the four official policies on its own small corpus (models/demo/README.md);
+ * use a ShieldGemma checkpoint for real moderation.
  *
  *   npx tsx examples/shield.ts
  */

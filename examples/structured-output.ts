@@ -1,6 +1,6 @@
 /**
  * Structured output: the answer is constrained to one JSON value valid under a JSON schema
- * (even the demo model's random weights can only write valid JSON here).
+ * (whatever the model would have written, only valid JSON can come out here).
  *
  *   npx tsx examples/structured-output.ts
  */

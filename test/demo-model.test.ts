@@ -18,7 +18,7 @@ const DEMO = path.join(repoRoot(), 'models', 'demo');
 const CORPUS = path.join(repoRoot(), 'scripts', 'demo-corpus');
 const FILES = ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.model', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'README.md'];
 /** The trained model's shape (scripts/demo/train.ts RECIPE.shape). */
-const SHAPE = { hidden: 64 };
+const SHAPE = { hidden: 96 };
 const readJson = (f: string): Record<string, unknown> => JSON.parse(fs.readFileSync(path.join(DEMO, f), 'utf8')) as Record<string, unknown>;
 
 // ---- an independent reader for sentencepiece_model.proto (pieces only) -------------------------

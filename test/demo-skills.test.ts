@@ -14,13 +14,12 @@ import { repoRoot } from './helpers/paths.js';
 const GEMMA = path.join(repoRoot(), 'bin', 'gemma.js');
 const HELDOUT = path.join(repoRoot(), 'scripts', 'demo', 'heldout');
 
-/** Minimum exact-match rates on the samples below (measured on the full sets: see the README). */
 /**
- * Measured on the full held-out sets (models/demo/README.md): arithmetic 3.8% exact, about 64%
- * within 10, every answer a bare number; JSON 100% one {"answer": integer} object, 1% exact;
- * topics 35% all-true, 90% grammatical; shield AU-PRC 0.28 (chance level: not learned).
+ * Minimum rates on the samples below. Measured on the full held-out sets (models/demo/README.md):
+ * arithmetic 400 / 400 exact; JSON 100% one {"answer": integer} object, 64% exact; topics 100%
+ * all-true and grammatical; shield AU-PRC 0.999 per policy.
  */
-const MIN = { arithmeticNumber: 0.95, arithmeticClose: 0.5, arithmeticExact: 0.02, arithmeticSign: 0.85, jsonValid: 0.95, about: 0.45, shieldAuprc: 0.2 };
+const MIN = { arithmeticNumber: 0.98, arithmeticClose: 0.98, arithmeticExact: 0.95, arithmeticSign: 0.98, jsonValid: 0.95, jsonExact: 0.45, about: 0.9, shieldAuprc: 0.95 };
 
 function heldout<T>(file: string, every: number): T[] {
   const rows = fs.readFileSync(path.join(HELDOUT, file), 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as T);
@@ -84,6 +83,7 @@ test('demo skills: held-out questions with "Answer in JSON." give one JSON objec
   const ok = rows.map((r, i) => JSON.stringify(parse(answers[i]!)) === JSON.stringify(r.answer));
   t.diagnostic(`json: ${(100 * rate(valid)).toFixed(1)}% one object {"answer": integer}, ${(100 * rate(ok)).toFixed(1)}% exact, of ${rows.length}`);
   assert.ok(rate(valid) >= MIN.jsonValid, `${(100 * rate(valid)).toFixed(1)}% valid; misses:\n${misses(rows, valid, answers)}`);
+  assert.ok(rate(ok) >= MIN.jsonExact, `${(100 * rate(ok)).toFixed(1)}% exact; misses:\n${misses(rows, ok, answers)}`);
 });
 
 test('demo skills: held-out "Tell me about ..." phrasings give simple sentences about the topic', (t) => {

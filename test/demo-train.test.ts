@@ -21,7 +21,7 @@ after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 async function shortRun(dir: string): Promise<string> {
   const { stdout } = await promisify(execFile)(
     process.execPath,
-    ['--import', 'tsx', path.join(ROOT, 'scripts', 'demo', 'train.ts'), '--out', path.join(dir, 'model'), '--work', path.join(dir, 'work'), '--heldout', path.join(dir, 'heldout'), '--corpus-sample', path.join(dir, 'generated.txt'), '--pretrain-steps', '1', '--chat-steps', '1', '--no-eval'],
+    ['--import', 'tsx', path.join(ROOT, 'scripts', 'demo', 'train.ts'), '--out', path.join(dir, 'model'), '--work', path.join(dir, 'work'), '--heldout', path.join(dir, 'heldout'), '--corpus-sample', path.join(dir, 'generated.txt'), '--pretrain-steps', '1', '--chat-steps', '1', '--shield-steps', '1', '--no-eval'],
     { cwd: ROOT, encoding: 'utf8' },
   );
   return stdout;

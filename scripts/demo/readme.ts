@@ -11,6 +11,8 @@ export interface TrainingSummary {
   eval_seconds: number;
   /** Held-out arithmetic as plain text after pretraining (scripts/demo/probe.ts), when measured. */
   probe?: { text: number; n: number };
+  /** Set by \`--resume-after-chat\`: the stages before the shield stage ran in an earlier invocation. */
+  resumed_after_chat?: boolean;
   node: string;
   scores: { skill: string; correct: number; total: number; percent: number; [k: string]: number | string }[];
   shield?: { per_policy: { auprc: number; f1: number; threshold: number }; any_policy: { auprc: number; f1: number; threshold: number } };
@@ -94,15 +96,21 @@ One script (\`scripts/demo/train.ts\`, recipe in its \`RECIPE\`, seed ${s.recipe
 2. trains the tokenizer, writes the config and seeded initial weights;
 3. **pretrains from scratch** on packed plain text: ${stageLine('pretrain')};
 4. **chat fine-tunes** on the conversations (loss on the model turns) and the shield prompts (loss
-   on the answer): ${stageLine('chat')};
-5. saves BF16 safetensors, scores the held-out sets through the CLI and writes this file and
+   on the answer): ${stageLine('chat')}, and saves this BF16 checkpoint;
+5. **tunes the shield judgement** from that checkpoint on ShieldGemma prompts encoded token for token
+   as \`gemma shield\` feeds them (its template's \`<start_of_turn>\` / \`<end_of_turn>\` are special
+   tokens, which the JSONL stages read as plain text), loss on the Yes / No answer, with chat
+   conversations replayed so that the other skills stay: ${s.stages.some((x) => x.name === 'shield') ? stageLine('shield') : 'not run'};
+6. saves BF16 safetensors, scores the held-out sets through the CLI and writes this file and
    \`training.json\` (recipe, losses, timings, scores).
 
 Training took **${(s.train_seconds / 60).toFixed(1)} min** (and the held-out evaluation ${(s.eval_seconds / 60).toFixed(1)} min) on the 2-core development
 machine, Node ${s.node}: one training thread (\`loadTrainModel(dir, { threads: 1 })\`; the results do
 not depend on the thread count), pinned to one core while the other core ran other jobs.${s.probe ? ` Between
 the stages the script checks held-out arithmetic as plain text (\`48 + 27 =\`): ${(100 * s.probe.text).toFixed(1)}% exact after
-pretraining.` : ''}
+pretraining.` : ''}${s.resumed_after_chat ? ` This checkpoint was made in two invocations of the same recipe: the
+run up to the chat checkpoint, then \`--resume-after-chat\` for the shield stage (the time above is their
+sum); \`npm run train:demo\` runs every stage in one go.` : ''}
 
 **Reproducibility.** The corpus, tokenizer and initial weights are seeded, and \`finetune\` is
 deterministic (seeded example order, no dropout, fixed summation order), so the same recipe on the
