@@ -9,18 +9,10 @@ import { jsMatmul } from '../src/train/matmul.js';
 import { attentionBackward, attentionForward, type AttentionShape } from '../src/train/ops.js';
 import { WasmMatmul } from '../src/train/wasm-matmul.js';
 import { mulberry32 } from '../src/util/mulberry32.js';
+import { relMax } from './helpers/rel-max.js';
 
 const rnd = mulberry32(7);
 const rand = (len: number) => Float32Array.from({ length: len }, () => rnd() - 0.5);
-
-function relMax(got: Float32Array, want: Float32Array): number {
-  let m = 0, s = 0;
-  for (let i = 0; i < want.length; i++) {
-    m = Math.max(m, Math.abs(got[i]! - want[i]!));
-    s = Math.max(s, Math.abs(want[i]!));
-  }
-  return m / s;
-}
 
 test('wasm training kernels match the JS reference', () => {
   const w = new WasmMatmul();

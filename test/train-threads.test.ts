@@ -26,21 +26,13 @@ import { jsMatmul } from '../src/train/matmul.js';
 import { FrozenLinear, type TrainModel } from '../src/train/params.js';
 import { WasmMatmul } from '../src/train/wasm-matmul.js';
 import { mulberry32 } from '../src/util/mulberry32.js';
+import { relMax } from './helpers/rel-max.js';
 import { goldenDir } from './helpers/paths.js';
 
 const rnd = mulberry32(11);
 const rand = (len: number) => Float32Array.from({ length: len }, () => rnd() - 0.5);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gemma-train-threads-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-
-function relMax(got: Float32Array, want: Float32Array): number {
-  let m = 0, s = 0;
-  for (let i = 0; i < want.length; i++) {
-    m = Math.max(m, Math.abs(got[i]! - want[i]!));
-    s = Math.max(s, Math.abs(want[i]!));
-  }
-  return m / s;
-}
 
 function encode(dtype: DType, v: Float32Array): Uint8Array {
   if (dtype === 'f32') return new Uint8Array(v.slice().buffer);
