@@ -8,12 +8,13 @@ import { loadModel, generateText, encodeChat, type JsonSchema } from 'gemma-ts';
 
 const schema: JsonSchema = {
   type: 'object',
-  properties: { name: { type: 'string' }, colors: { type: 'array', items: { enum: ['red', 'green', 'blue'] }, maxItems: 3 } },
-  required: ['name', 'colors'],
+  properties: { answer: { type: 'integer', minimum: -99, maximum: 198 } },
+  required: ['answer'],
+  additionalProperties: false,
 };
 const { model, tokenizer } = await loadModel('demo');
-const ids = encodeChat(tokenizer!, [{ role: 'user', content: 'Name a flag and its colors, as JSON.' }]);
-const result = await generateText(model, tokenizer, ids, { maxTokens: 200, temperature: 0.8, seed: 7, responseFormat: { type: 'json_schema', schema } });
+const ids = encodeChat(tokenizer!, [{ role: 'user', content: 'What is 48 + 27? Answer in JSON.' }]);
+const result = await generateText(model, tokenizer, ids, { maxTokens: 40, temperature: 0, responseFormat: { type: 'json_schema', schema } });
 console.log(result.text);
 console.log(JSON.stringify({ finishReason: result.finishReason, value: JSON.parse(result.text) }));
 model.dispose();

@@ -248,5 +248,10 @@ test('the demo model with its real tokenizer: llama.cpp tokenizes like gemma-ts 
   const theirs = await withLlamaCpp(file, (evalLogits) => evalLogits(ids));
   const ours = await ourLogits(file, ids);
   const d = maxAbsDiff(ours, theirs.map((r) => r.subarray(0, ours[0]!.length)));
-  assert.ok(d < LLAMA_CPP_TOL, `demo: max |gemma-ts - llama.cpp| = ${d}`);
+  // The trained demo's logits reach |logit| ~20 (the goldens' stay under 10); llama.cpp's f16 GELU
+  // table errs relative to the activations, so the bound scales with them.
+  let top = 0;
+  for (const r of ours) for (const v of r) top = Math.max(top, Math.abs(v));
+  const tol = LLAMA_CPP_TOL * Math.max(1, top / 10);
+  assert.ok(d < tol, `demo: max |gemma-ts - llama.cpp| = ${d} (max |logit| ${top}, tolerance ${tol})`);
 });

@@ -27,11 +27,10 @@ const CHECKS: Record<string, (lines: string[]) => void> = {
     assert.equal(lines.filter((l) => /^\[\d+ tokens, (length|stop)\]$/.test(l)).length, 2);
   },
   'structured-output.ts': (lines) => {
-    const { finishReason, value } = JSON.parse(lines.at(-1)!) as { finishReason: string; value: { name: unknown; colors: unknown[] } };
+    const { finishReason, value } = JSON.parse(lines.at(-1)!) as { finishReason: string; value: { answer: unknown } };
     assert.equal(finishReason, 'stop');
-    assert.equal(typeof value.name, 'string');
-    assert.ok(Array.isArray(value.colors) && value.colors.length <= 3);
-    for (const c of value.colors) assert.ok(['red', 'green', 'blue'].includes(c as string), String(c));
+    // The trained demo answers its arithmetic in JSON (greedy): 48 + 27.
+    assert.deepEqual(value, { answer: 75 });
     // The generated text (every line but the summary) is exactly the one JSON value.
     assert.deepEqual(JSON.parse(lines.slice(0, -1).join('\n')), value, 'the generated text is exactly the one JSON value');
   },

@@ -78,6 +78,17 @@ async function llamaCpp(file: string, ids: number[], lora?: { file: string; scal
   }
 }
 
+/**
+ * The tolerance for logits of this size: llama.cpp's f16 GELU table errs relative to the
+ * activations, so larger logits (the trained demo reaches |logit| ~20; the random goldens stay
+ * under 10) get a proportionally larger bound: TOL x max(1, max|logit| / 10).
+ */
+function tolFor(rows: Float32Array[]): number {
+  let m = 0;
+  for (const r of rows) for (const v of r) m = Math.max(m, Math.abs(v));
+  return TOL * Math.max(1, m / 10);
+}
+
 function maxAbsDiff(a: Float32Array[], b: Float32Array[]): number {
   assert.equal(a.length, b.length);
   let m = 0;
@@ -98,14 +109,16 @@ for (const c of CASES) {
     await convertToGGUF(c.dir, base, { type: 'f32' });
     const { peft, gguf } = await writeAdapter(c.dir, c.targets, c.rslora === true, path.join(work, 'adapter'));
 
-    const baseDiff = maxAbsDiff(await llamaCpp(base, c.ids), await ours(c.dir, c.ids));
-    assert.ok(baseDiff < TOL, `the base alone: ${baseDiff}`);
+    const ourBase = await ours(c.dir, c.ids);
+    const tol = tolFor(ourBase);
+    const baseDiff = maxAbsDiff(await llamaCpp(base, c.ids), ourBase);
+    assert.ok(baseDiff < tol, `the base alone: ${baseDiff} (tolerance ${tol})`);
     for (const scale of [1, 0.5]) {
       const want = await ours(c.dir, c.ids, peft, scale);
       const got = await llamaCpp(base, c.ids, { file: gguf, scale });
       const d = maxAbsDiff(got, want);
       console.log(`# ${c.name}, scale ${scale}: max |logit difference| ${d.toExponential(2)} (base alone ${baseDiff.toExponential(2)})`);
-      assert.ok(d < TOL, `scale ${scale}: max |difference| ${d}`);
+      assert.ok(d < tol, `scale ${scale}: max |difference| ${d} (tolerance ${tol})`);
       // the adapter matters: llama.cpp with it differs from our base by far more than the tolerance
       assert.ok(maxAbsDiff(got, await ours(c.dir, c.ids)) > 50 * TOL, 'the adapter changes the logits');
     }
