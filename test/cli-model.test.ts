@@ -5,9 +5,8 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { Command, CommanderError } from 'commander';
+import { CommanderError } from 'commander';
 import { registerChatCommand } from '../src/cli/chat.js';
 import { registerForwardCommand } from '../src/cli/forward.js';
 import { registerInfoCommand } from '../src/cli/info.js';
@@ -16,37 +15,11 @@ import { registerRunCommand } from '../src/cli/run.js';
 import { GemmaError, ModelError, UsageError } from '../src/errors.js';
 import type { LoadedModel } from '../src/model/load.js';
 import { FakeModel, FakeTokenizer, row } from './generate-fakes.js';
+import { runCli } from './helpers/cli.js';
 import { goldenDir, readGolden, repoRoot } from './helpers/paths.js';
 
-type Register = (program: Command, io?: CliIO) => void;
-
-interface CliRun {
-  stdout: string;
-  stderr: string;
-  error?: unknown;
-}
-
-async function cli(register: Register, argv: string[], opts: { stdin?: string; loadModel?: CliIO['loadModel'] } = {}): Promise<CliRun> {
-  let stdout = '';
-  let stderr = '';
-  const stdin = Readable.from(opts.stdin !== undefined ? [Buffer.from(opts.stdin)] : []) as NodeJS.ReadableStream & { isTTY?: boolean };
-  const io: CliIO = {
-    stdout: { write: (s: string) => ((stdout += s), true) },
-    stderr: { write: (s: string) => ((stderr += s), true) },
-    stdin,
-    ...(opts.loadModel ? { loadModel: opts.loadModel } : {}),
-  };
-  const program = new Command()
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => (stdout += s), writeErr: (s) => (stderr += s) });
-  register(program, io);
-  try {
-    await program.parseAsync(argv, { from: 'user' });
-    return { stdout, stderr };
-  } catch (error) {
-    return { stdout, stderr, error };
-  }
-}
+type Register = Parameters<typeof runCli>[0];
+const cli = runCli;
 
 const golden = (v: string): string => path.join(goldenDir(), v);
 

@@ -274,22 +274,8 @@ async function runPerplexity(flags: EvalFlags, io: CliIO): Promise<void> {
 
 /** Corpus documents: JSONL of {"text"} objects or strings, else the whole file as one document. */
 function readCorpus(file: string): string[] {
-  const text = fs.readFileSync(file, 'utf8');
-  if (!/\.jsonl?$/.test(file)) return [text];
-  return text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l, i) => {
-      let v: unknown;
-      try {
-        v = JSON.parse(l);
-      } catch {
-        throw new UsageError(`${file}:${i + 1}: not JSON`);
-      }
-      if (typeof v === 'string') return v;
-      if (v && typeof (v as { text?: unknown }).text === 'string') return (v as { text: string }).text;
-      throw new UsageError(`${file}:${i + 1}: expected a string or {"text": ...}`);
-    });
+  if (!/\.jsonl?$/.test(file)) return [fs.readFileSync(file, 'utf8')];
+  return readJsonlTexts(file, ['text']).map((r) => r.text);
 }
 
 async function runMemorization(flags: EvalFlags, io: CliIO): Promise<void> {
