@@ -133,6 +133,8 @@ async function stage(name: string, m: TrainModel, examples: TrainExample[], o: {
 }
 
 let record: TrainingRecord;
+/** The chat conversations, tokenized once: the chat stage trains on them, the shield stage replays some. */
+let conversations: TrainExample[] | undefined;
 if (args['resume-after-chat']) {
   const earlier = JSON.parse(fs.readFileSync(path.join(OUT, 'training.json'), 'utf8')) as TrainingRecord;
   record = { ...earlier, stages: earlier.stages.filter((st) => st.name === 'pretrain' || st.name === 'chat'), resumed_after_chat: true };
@@ -162,7 +164,8 @@ if (args['resume-after-chat']) {
   const probe = await probeArithmetic(PRETRAINED, HELD, 200);
   log(`after pretraining: held-out arithmetic as text ${(100 * probe.text).toFixed(1)}% exact (${probe.n} problems; not yet asked in chat form)`);
 
-  const chatExamples = [...loadJsonl(files.chat, tokenizer, dataOptions(RECIPE.chat.maxSeqLen, false)), ...loadJsonl(files.shield, tokenizer, dataOptions(RECIPE.chat.maxSeqLen, false))];
+  conversations = loadJsonl(files.chat, tokenizer, dataOptions(RECIPE.chat.maxSeqLen, false));
+  const chatExamples = [...conversations, ...loadJsonl(files.shield, tokenizer, dataOptions(RECIPE.chat.maxSeqLen, false))];
   log(`chat fine-tuning on ${chatExamples.length} conversations and shield prompts`);
   stages.push(await stage('chat', model, chatExamples, RECIPE.chat));
 
@@ -190,7 +193,7 @@ const resumedAt = performance.now();
     return { ids, targets };
   });
   inference.model.dispose();
-  const replay = loadJsonl(files.chat, tokenizer, dataOptions(RECIPE.chat.maxSeqLen, false)).slice(0, RECIPE.shield.replay);
+  const replay = (conversations ?? loadJsonl(files.chat, tokenizer, dataOptions(RECIPE.chat.maxSeqLen, false))).slice(0, RECIPE.shield.replay);
   log(`shield stage: ${shieldStage.length} ShieldGemma prompts as \`gemma shield\` encodes them, ${replay.length} chat conversations replayed`);
   record.stages.push(await stage('shield', model, [...shieldStage, ...replay], RECIPE.shield));
   const TMP = `${OUT}.tmp`;
