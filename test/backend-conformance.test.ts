@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import type { AttentionParams, Backend } from '../src/backend/backend.js';
 import { createJsBackend } from '../src/backend/js/index.js';
 import { createWasmBackend } from '../src/backend/wasm/index.js';
+import { rowLogProb } from '../src/backend/log-probs.js';
+import { hostTensors } from '../src/backend/tensor.js';
 import type { DType } from '../src/formats/dtype.js';
 import { dequantizeAll } from '../src/formats/quant.js';
 import { encode, randArray, rng } from './wasm-util.js';
@@ -272,6 +274,42 @@ for (const c of backends) {
       c.backend.softcap(plain, plain.length, 3);
       for (let i = 0; i < plain.length; i++) assert.ok(Math.abs(capped[i]! - plain[i]!) <= 1e-6 * 3, `${dtype} ${i}: ${capped[i]} vs ${plain[i]}`);
     }
+  });
+
+  test(`${c.name}: headLogProbs equals the log-softmax of its own matmul at the targets, and the first argmax`, () => {
+    const r = rng(29);
+    // 1003-row head (a scalar tail past the 4-wide vectors), a row limit, a soft-cap; 300k rows
+    // x 40 tokens overflow the wasm scratch area (several chunks)
+    for (const [dtype, rows, cols, n, limit, cap] of [['f32', 1003, 64, 7, 1003, 0], ['q8_0', 1003, 64, 5, 998, 3], ['q4_0', 517, 96, 9, 517, 30], ['q8_0', 300_001, 32, 40, 300_001, 0]] as const) {
+      const { data } = weights(dtype, rows, cols, 9);
+      const m = c.backend.prepareMatrix({ dtype, rows, cols, data });
+      const x = randArray(n * cols, r, 4);
+      const targets = Int32Array.from({ length: n }, (_, t) => (t * 7919 + 13) % limit);
+      const logits = new Float32Array(n * limit);
+      c.backend.matmul(m, x, n, logits, limit, cap);
+      const out = new Float32Array(2 * n);
+      hostTensors(c.backend).headLogProbs(m, x, n, targets, out, limit, cap);
+      for (let t = 0; t < n; t++) {
+        const want = rowLogProb(logits, t * limit, limit, targets[t]!);
+        assert.ok(Math.abs(out[2 * t]! - want.logProb) <= 2e-6 * Math.max(1, Math.abs(want.logProb)), `${dtype} ${rows} row ${t}: ${out[2 * t]} vs ${want.logProb}`);
+        assert.equal(out[2 * t + 1], want.argmax, `${dtype} ${rows} row ${t}: argmax`);
+      }
+    }
+    // ties: rows 6, 7 and 901 equal the input (the maximum), so the argmax is 6; a maximum in the
+    // scalar tail (row 1002) alone
+    const rows = 1003, cols = 32;
+    const x = randArray(cols, r, 1);
+    for (const [tied, want] of [[[6, 7, 901], 6], [[1002], 1002]] as const) {
+      const w = new Float32Array(rows * cols);
+      for (let i = 0; i < rows * cols; i++) w[i] = 0.01 * Math.sin(i);
+      for (const k of tied) w.set(x, k * cols);
+      const m = c.backend.prepareMatrix({ dtype: 'f32', rows, cols, data: new Uint8Array(w.buffer) });
+      const out = new Float32Array(2);
+      hostTensors(c.backend).headLogProbs(m, x, 1, Int32Array.of(3), out);
+      assert.equal(out[1], want);
+    }
+    const m = c.backend.prepareMatrix({ dtype: 'f32', rows: 8, cols: 32, data: new Uint8Array(8 * 32 * 4) });
+    assert.throws(() => hostTensors(c.backend).headLogProbs(m, new Float32Array(32), 1, Int32Array.of(8), new Float32Array(2)), { name: 'ModelError', message: /target 8/ });
   });
 
   test(`${c.name}: rope (rotate-half, scaled positions)`, () => {

@@ -121,3 +121,35 @@ test('forwardBatch rejects the same cache twice', async () => {
   const cache = model.createCache(8);
   assert.throws(() => model.forwardBatch([{ ids: [2], cache }, { ids: [3], cache }]), /same cache appears twice/);
 });
+
+test('targets: scored positions give the log-softmax of the logits path at the target and its argmax, batched, across chunks, with holes', async () => {
+  const { rowLogProb } = await import('../src/backend/log-probs.js');
+  for (const [variant, chunk] of [['gemma2', 256], ['gemma3', 4]] as const) {
+    const model = await golden(variant, chunk);
+    const V = model.vocabSize;
+    const seqs = readGolden(variant).sequences.map((s) => s.input_ids); // lengths 1, 7, 40
+    // targets: the next token of the sequence, -1 on every third position and past the end
+    const targetsOf = (ids: readonly number[]) => ids.map((_, t) => (t % 3 === 2 || t + 1 >= ids.length ? -1 : ids[t + 1]!));
+    const batch = model.forwardBatch(seqs.map((ids, i) => ({ ids, cache: model.createCache(64), targets: targetsOf(ids), allPositions: i === 2 })));
+    seqs.forEach((ids, i) => {
+      const ref = model.forward(ids, model.createCache(64), { allPositions: true });
+      const got = batch[i]!;
+      assert.equal(got.rows, i === 2 ? ids.length : 0, 'logits rows only with allPositions');
+      if (i === 2) assert.ok(Math.max(...got.logits.map((v, j) => Math.abs(v - ref.logits[j]!))) < 1e-5);
+      const targets = targetsOf(ids);
+      targets.forEach((target, t) => {
+        if (target < 0) {
+          assert.ok(Number.isNaN(got.tokenLogProbs![t]) && got.argmax![t] === -1, `${variant} item ${i} position ${t} is not scored`);
+          return;
+        }
+        const want = rowLogProb(ref.logits, t * V, V, target);
+        assert.ok(Math.abs(got.tokenLogProbs![t]! - want.logProb) < 1e-5, `${variant} item ${i} position ${t}: ${got.tokenLogProbs![t]} vs ${want.logProb}`);
+        assert.equal(got.argmax![t], want.argmax);
+      });
+    });
+    const cache = model.createCache(64);
+    assert.throws(() => model.forward([2, 3], cache, { targets: [4] }), /targets has 1 entries for 2 tokens/);
+    assert.throws(() => model.forward([2, 3], cache, { targets: [4, V] }), { name: 'ModelError', message: new RegExp(`target ${V} is outside the vocabulary`) });
+    assert.equal(cache.length, 0, 'a refused call leaves the cache alone');
+  }
+});

@@ -24,6 +24,7 @@ import { readFeatures, readFeaturesAsync } from '../src/interpret/features.js';
 import { evaluateSae, evaluateSaeAsync } from '../src/interpret/metrics.js';
 import { JumpReluSae } from '../src/interpret/sae.js';
 import { loadModel } from '../src/model/load.js';
+import { createServer } from '../src/server/server.js';
 import type { LanguageModel } from '../src/model/types.js';
 import { ShieldClassifier } from '../src/safety/classifier.js';
 import { runEval, runEvalAsync } from '../src/safety/eval.js';
@@ -173,6 +174,30 @@ test('eval on webgpu: loglikelihoods and perplexity (wasm as KL reference) equal
     assert.equal(pg.tokens_scored, pc.tokens_scored);
     near(pg.nll, pc.nll, 'mean nll');
     assert.ok(pg.kl!.mean < 1e-6, `KL(webgpu || wasm) ${pg.kl!.mean}`);
+    // without a reference both score in their heads (webgpu: the LOG_PROBS kernel)
+    for (const mode of ['chunks', 'rolling'] as const) {
+      const a = await perplexityOfIds(gpu, ids, { ctx: 48, mode });
+      const b = await perplexityOfIds(cpu, ids, { ctx: 48, mode });
+      assert.equal(a.tokens_scored, b.tokens_scored);
+      near(a.nll, b.nll, `${mode} mean nll, no reference`);
+    }
+    // gemma serve on webgpu: the prompt's logprobs (echo), with and without alternatives
+    const server = await createServer({ model: gpu, tokenizer: tok, modelId: 'demo' });
+    try {
+      const url = await server.listen({ port: 0, host: '127.0.0.1' });
+      const prompt = tok.encode('Two plus two equals four, and three plus three equals six.');
+      const refRows = cpu.forward(prompt.slice(0, -1), cpu.createCache(prompt.length), { targets: prompt.slice(1) }).tokenLogProbs!;
+      for (const logprobs of [0, 2]) {
+        const res = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'demo', prompt, echo: true, logprobs, max_tokens: 0 }) });
+        assert.equal(res.status, 200, `logprobs ${logprobs}: ${res.status}`);
+        const lp = ((await res.json()) as { choices: Array<{ logprobs: { token_logprobs: Array<number | null> } }> }).choices[0]!.logprobs.token_logprobs;
+        assert.equal(lp.length, prompt.length);
+        assert.equal(lp[0], null);
+        for (let i = 1; i < prompt.length; i++) near(lp[i]!, refRows[i - 1]!, `echo logprobs ${logprobs}, token ${i}`);
+      }
+    } finally {
+      await server.close();
+    }
   } finally {
     gpu.dispose();
     cpu.dispose();

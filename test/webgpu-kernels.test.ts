@@ -12,6 +12,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createJsBackend } from '../src/backend/js/index.js';
 import { hostTensors, type Tensor, type TensorBackend } from '../src/backend/tensor.js';
+import { rowLogProb } from '../src/backend/log-probs.js';
 import type { DType } from '../src/formats/dtype.js';
 import { dequantizeAll } from '../src/formats/quant.js';
 import { webgpuBackend } from './helpers/webgpu.js';
@@ -71,6 +72,43 @@ test('matmul: every weight type, 1 to 37 tokens, row limits and soft-cap, vs js'
         close(await gpu.read(og), await js.read(oj), bound, `${dtype} matmul n=${n}`);
       }
     }
+  } finally {
+    gpu.dispose();
+  }
+});
+
+test('headLogProbs: log p(target) and the first argmax from its own matmul, 1 to 70 rows, row limits, soft-cap, ties', async (t) => {
+  const gpu = await webgpuBackend(t);
+  if (!gpu) return;
+  try {
+    const r = rng(11);
+    for (const [dtype, rows, cols, n, limit, cap] of [['f32', 1003, 64, 1, 1003, 0], ['q8_0', 2051, 96, 9, 2040, 3], ['q4_0', 517, 160, 70, 517, 0]] as const) {
+      const data = encode(dtype, randArray(rows * cols, r, 0.5));
+      const m = gpu.prepareMatrix({ dtype, rows, cols, data });
+      const x = put(gpu, randArray(n * cols, r, 4));
+      const targets = Int32Array.from({ length: n }, (_, k) => (k * 7919 + 13) % limit);
+      const logits = gpu.alloc(n * limit);
+      gpu.matmul(m, x, n, logits, limit, cap);
+      const out = gpu.alloc(2 * n);
+      gpu.headLogProbs(m, x, n, targets, out, limit, cap);
+      const got = await gpu.read(out);
+      const l = await gpu.read(logits);
+      for (let k = 0; k < n; k++) {
+        const want = rowLogProb(l, k * limit, limit, targets[k]!);
+        // the head's product may come from the other kernel (<= 8 rows: matrix-vector) than the full matmul's
+        assert.ok(Math.abs(got[2 * k]! - want.logProb) <= 1e-4 * Math.max(1, Math.abs(want.logProb)), `${dtype} row ${k}: ${got[2 * k]} vs ${want.logProb}`);
+        assert.equal(got[2 * k + 1], want.argmax, `${dtype} row ${k}: argmax`);
+      }
+    }
+    const rows = 1003, cols = 32;
+    const xv = randArray(cols, r, 1);
+    const w = new Float32Array(rows * cols);
+    for (let i = 0; i < rows * cols; i++) w[i] = 0.01 * Math.sin(i);
+    for (const k of [6, 7, 901]) w.set(xv, k * cols);
+    const m = gpu.prepareMatrix({ dtype: 'f32', rows, cols, data: new Uint8Array(w.buffer) });
+    const out = gpu.alloc(2);
+    gpu.headLogProbs(m, put(gpu, xv), 1, Int32Array.of(3), out);
+    assert.equal((await gpu.read(out))[1], 6, 'ties go to the first maximum');
   } finally {
     gpu.dispose();
   }

@@ -71,6 +71,14 @@ export interface Backend {
    * softcap > 0, out = softcap * tanh(out / softcap) (the final logits, without another pass).
    */
   matmul(w: Matrix, x: Float32Array, n: number, out: Float32Array, rowLimit?: number, softcap?: number): void;
+  /**
+   * Optional: the LM head for scoring, without handing the logits back. For each of the n rows of
+   * x: the log-softmax of x[t] · W[0:rows']^T (soft-capped as matmul does) at targets[t], and that
+   * row's argmax (first maximum): out[2t] = log p(targets[t]), out[2t + 1] = argmax. rows' =
+   * rowLimit ?? W.rows. Must agree with log-probs.ts's rowLogProb; backends without it get that
+   * reference over matmul (hostTensors).
+   */
+  headLogProbs?(w: Matrix, x: Float32Array, n: number, targets: Int32Array, out: Float32Array, rowLimit?: number, softcap?: number): void;
   /** Dequantize row `row` of W into out[0:cols]. */
   getRow(w: Matrix, row: number, out: Float32Array): void;
   /** x[i] = x[i] * rsqrt(mean(x_i^2) + eps) * weight, per row of `dim`; in place. `weight` already holds (1 + w). */

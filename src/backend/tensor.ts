@@ -11,6 +11,7 @@
  */
 import type { AttentionParams, Backend, Matrix, WeightMatrix } from './backend.js';
 import { ModelError } from '../errors.js';
+import { checkTargets, headLogProbsByRows } from './log-probs.js';
 
 /** A flat tensor owned by a backend: f32 values (or, for an f16 KV cache, f16 values). */
 export interface Tensor {
@@ -66,6 +67,8 @@ export interface TensorBackend {
   embed(w: Matrix, ids: Int32Array, scale: number, out: Tensor): void;
   /** See Backend.matmul. */
   matmul(w: Matrix, x: Tensor, n: number, out: Tensor, rowLimit?: number, softcap?: number): void;
+  /** See Backend.headLogProbs: out [n, 2] = (log p(targets[t]), argmax) per row; only out needs reading back. */
+  headLogProbs(w: Matrix, x: Tensor, n: number, targets: Int32Array, out: Tensor, rowLimit?: number, softcap?: number): void;
   rmsNorm(x: Tensor, weight: Float32Array, rows: number, dim: number, eps: number): void;
   geluMul(gate: Tensor, up: Tensor, count: number): void;
   rope(x: Tensor, nTokens: number, nHeads: number, headDim: number, positions: Int32Array, theta: number, scaling: number): void;
@@ -164,6 +167,12 @@ function createHostTensors(b: Backend): TensorBackend {
       }
     },
     matmul: (w, x, n, out, rowLimit, softcap) => b.matmul(w, f32(x), n, f32(out), rowLimit, softcap),
+    headLogProbs(w, x, n, targets, out, rowLimit, softcap) {
+      const rows = rowLimit ?? w.rows;
+      checkTargets(w, n, targets, rows);
+      if (b.headLogProbs) return b.headLogProbs(w, f32(x), n, targets, f32(out), rows, softcap);
+      headLogProbsByRows((xs, c, o) => b.matmul(w, xs, c, o, rows, softcap), f32(x), w.cols, n, rows, targets, f32(out));
+    },
     rmsNorm: (x, weight, rows, dim, eps) => b.rmsNorm(f32(x), weight, rows, dim, eps),
     geluMul: (gate, up, count) => b.geluMul(f32(gate), f32(up), count),
     rope: (x, nTokens, nHeads, headDim, positions, theta, scaling) => b.rope(f32(x), nTokens, nHeads, headDim, positions, theta, scaling),

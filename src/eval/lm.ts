@@ -63,21 +63,6 @@ export interface LocalLMOptions {
 const yieldToLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 /** log-softmax of `row` at `target`, and whether `target` is the argmax. */
-function scoreRow(logits: Float32Array, offset: number, vocab: number, target: number): [number, boolean] {
-  let max = -Infinity;
-  let arg = 0;
-  for (let v = 0; v < vocab; v++) {
-    const x = logits[offset + v]!;
-    if (x > max) {
-      max = x;
-      arg = v;
-    }
-  }
-  let sum = 0;
-  for (let v = 0; v < vocab; v++) sum += Math.exp(logits[offset + v]! - max);
-  return [logits[offset + target]! - max - Math.log(sum), arg === target];
-}
-
 function commonPrefixLength(seqs: readonly number[][]): number {
   let n = Math.min(...seqs.map((s) => s.length));
   const first = seqs[0]!;
@@ -143,7 +128,6 @@ export class LocalLM implements EvalLM {
   async scorePairs(pairsIn: TokenPair[], groups: number[][], progress?: Progress): Promise<Array<[number, boolean]>> {
     const pairs = pairsIn.map((p) => this.fit(p));
     const out = new Array<[number, boolean]>(pairs.length);
-    const V = this.model.vocabSize;
     // Longest first: batches of similar lengths waste less padding-free work and fail early on memory.
     const order = [...groups].sort((a, b) => Math.max(...b.map((i) => pairs[i]!.context.length)) - Math.max(...a.map((i) => pairs[i]!.context.length)));
     let done = 0;
@@ -159,7 +143,7 @@ export class LocalLM implements EvalLM {
       const prefill = plans.filter((p) => p.shared > 0);
       for (const p of prefill) p.cache = this.model.createCache(p.longest);
       if (prefill.length) await this.model.forwardBatchAsync(prefill.map((p) => ({ ids: p.inputs[0]!.slice(0, p.shared), cache: p.cache! })));
-      const items: Array<{ ids: number[]; cache: KVCache; allPositions: true; pair: number }> = [];
+      const items: Array<{ ids: number[]; cache: KVCache; targets: number[]; pair: number }> = [];
       const lead: Array<{ ids: number[]; cache: KVCache }> = [];
       for (const p of plans) {
         for (const [k, pairIndex] of p.members.entries()) {
@@ -180,21 +164,20 @@ export class LocalLM implements EvalLM {
           const scoredFrom = p.starts[k]!;
           if (scoredFrom > p.shared) lead.push({ ids: ids.slice(p.shared, scoredFrom), cache });
           // (shared <= scoredFrom by construction: the first row of the item is the first scored one)
-          items.push({ ids: ids.slice(scoredFrom), cache, allPositions: true, pair: pairIndex });
+          // position j of the item predicts continuation token j: scored where the logits are made
+          items.push({ ids: ids.slice(scoredFrom), cache, targets: pairs[pairIndex]!.continuation, pair: pairIndex });
         }
       }
       if (lead.length) await this.model.forwardBatchAsync(lead);
       const results = await this.model.forwardBatchAsync(items);
       items.forEach((it, j) => {
-        const cont = pairs[it.pair]!.continuation;
-        const logits = results[j]!.logits;
+        const { tokenLogProbs, argmax } = results[j]!;
         let ll = 0;
         let greedy = true;
-        for (let t = 0; t < cont.length; t++) {
-          const [lp, isMax] = scoreRow(logits, t * V, V, cont[t]!);
-          ll += lp;
-          greedy &&= isMax;
-        }
+        it.targets.forEach((target, t) => {
+          ll += tokenLogProbs![t]!;
+          greedy &&= argmax![t] === target;
+        });
         out[it.pair] = [ll, greedy];
         it.cache.dispose?.();
       });

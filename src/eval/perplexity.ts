@@ -21,7 +21,7 @@ export interface PerplexityOptions {
   reference?: LanguageModel;
   /** <bos> id (default: the model config's). */
   bosId?: number;
-  /** Tokens per forward call inside a chunk (bounds the logits held at once; default 64). */
+  /** With a reference: tokens per forward call inside a chunk (bounds the logits rows held at once; default 64). */
   step?: number;
   /** Most chunks to score (default all). */
   maxChunks?: number;
@@ -81,15 +81,6 @@ function logSoftmax(row: Float32Array, out: Float64Array): number {
   const lse = max + Math.log(sum);
   for (let i = 0; i < row.length; i++) out[i] = row[i]! - lse;
   return arg;
-}
-
-/** log(sum(exp(row))), stably. */
-function logSumExp(row: Float32Array): number {
-  let max = -Infinity;
-  for (let i = 0; i < row.length; i++) if (row[i]! > max) max = row[i]!;
-  let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
-  return max + Math.log(sum);
 }
 
 /** Forward `ids` on a fresh cache in steps; calls `onRow(position, logitsRow)` for positions >= from. */
@@ -176,8 +167,15 @@ export async function perplexityOfIds(model: LanguageModel, tokens: readonly num
     const { input, from, targets } = items[it]!;
     const inputForModel = input.slice(0, from + targets.length);
     if (!ref) {
-      // Only the true token's log-probability: log-sum-exp of the row, read in place.
-      await forwardRows(model, inputForModel, from, step, (pos, row) => nlls.push(logSumExp(row) - row[targets[pos - from]!]!));
+      // Only the true token's log-probability: the model scores the targets where the logits
+      // are made (2 numbers a row come back instead of a vocabulary-wide row), in one call.
+      const cache = model.createCache(inputForModel.length);
+      try {
+        const res = await model.forwardAsync(inputForModel, cache, { targets: inputForModel.map((_, pos) => (pos < from ? -1 : targets[pos - from]!)) });
+        for (let pos = from; pos < inputForModel.length; pos++) nlls.push(-res.tokenLogProbs![pos]!);
+      } finally {
+        cache.dispose?.();
+      }
       options.onProgress?.(it + 1, items.length);
       await new Promise<void>((r) => setImmediate(r));
       continue;

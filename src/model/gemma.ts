@@ -102,18 +102,18 @@ export class GemmaModel implements LanguageModel {
   }
 
   forward(ids: readonly number[], cache: KVCache, options: ForwardOptions = {}): ForwardResult {
-    return this.runSync(this.run([{ ids, cache, allPositions: options.allPositions, ...(options.lora ? { lora: options.lora } : {}) }], options.hooks, options.collectHidden ?? false))[0]!;
+    return this.runSync(this.run([{ ids, cache, allPositions: options.allPositions, ...(options.lora ? { lora: options.lora } : {}), ...(options.targets ? { targets: options.targets } : {}) }], options.hooks, options.collectHidden ?? false))[0]!;
   }
 
-  forwardBatch(items: readonly BatchItem[], options: Omit<ForwardOptions, 'allPositions' | 'collectHidden'> = {}): ForwardResult[] {
+  forwardBatch(items: readonly BatchItem[], options: Omit<ForwardOptions, 'allPositions' | 'collectHidden' | 'targets'> = {}): ForwardResult[] {
     return this.runSync(this.run(items, options.hooks, false));
   }
 
   async forwardAsync(ids: readonly number[], cache: KVCache, options: ForwardOptions = {}): Promise<ForwardResult> {
-    return (await this.runAsync(this.run([{ ids, cache, allPositions: options.allPositions, ...(options.lora ? { lora: options.lora } : {}) }], options.hooks, options.collectHidden ?? false)))[0]!;
+    return (await this.runAsync(this.run([{ ids, cache, allPositions: options.allPositions, ...(options.lora ? { lora: options.lora } : {}), ...(options.targets ? { targets: options.targets } : {}) }], options.hooks, options.collectHidden ?? false)))[0]!;
   }
 
-  forwardBatchAsync(items: readonly BatchItem[], options: Omit<ForwardOptions, 'allPositions' | 'collectHidden'> = {}): Promise<ForwardResult[]> {
+  forwardBatchAsync(items: readonly BatchItem[], options: Omit<ForwardOptions, 'allPositions' | 'collectHidden' | 'targets'> = {}): Promise<ForwardResult[]> {
     return this.runAsync(this.run(items, options.hooks, false));
   }
 
@@ -144,13 +144,17 @@ export class GemmaModel implements LanguageModel {
 
   private validate(items: readonly BatchItem[]): GemmaKVCache[] {
     const seen = new Set<KVCache>();
-    return items.map(({ ids, cache }) => {
+    return items.map(({ ids, cache, targets }) => {
       if (!(cache instanceof GemmaKVCache)) throw new ModelError('cache was not created by this model');
       if (seen.has(cache)) throw new ModelError('the same cache appears twice in one batch');
       if (cache.disposed) throw new ModelError('the KV cache was disposed');
       if (!this.tensors.host && cache.tensors !== this.tensors) throw new ModelError(`the KV cache does not live on this model's ${this.tensors.name} backend`);
       seen.add(cache);
       if (ids.length === 0) throw new ModelError('forward needs at least one token');
+      if (targets) {
+        if (targets.length !== ids.length) throw new ModelError(`targets has ${targets.length} entries for ${ids.length} tokens (one per position, -1 = not scored)`);
+        for (const t of targets) if (!Number.isInteger(t) || t < -1 || t >= this.vocabSize) throw new ModelError(`target ${t} is outside the vocabulary [0, ${this.vocabSize}) (-1 = not scored)`);
+      }
       if (cache.length + ids.length > cache.maxTokens) {
         throw new ModelError(`${cache.length} cached + ${ids.length} new tokens exceed the context size ${cache.maxTokens}`);
       }
@@ -168,7 +172,12 @@ export class GemmaModel implements LanguageModel {
     const H = this.config.hiddenSize;
     const V = this.vocabSize;
     // logits arrays are made when their rows arrive (a single read is used as it is)
-    const results: Array<Omit<ForwardResult, 'logits'> & { logits: Float32Array | undefined }> = items.map((it) => ({ logits: undefined, rows: it.allPositions ? it.ids.length : 1, vocab: V }));
+    const results: Array<Omit<ForwardResult, 'logits'> & { logits: Float32Array | undefined }> = items.map((it) => ({
+      logits: undefined,
+      rows: it.allPositions ? it.ids.length : it.targets ? 0 : 1,
+      vocab: V,
+      ...(it.targets ? { tokenLogProbs: new Float32Array(it.ids.length).fill(NaN), argmax: new Int32Array(it.ids.length).fill(-1) } : {}),
+    }));
     const hidden: Hidden | undefined = collectHidden
       ? { embeddings: new Float32Array(items[0]!.ids.length * H), layers: this.config.layers.map(() => new Float32Array(items[0]!.ids.length * H)), finalNorm: new Float32Array(items[0]!.ids.length * H) }
       : undefined;
@@ -193,11 +202,44 @@ export class GemmaModel implements LanguageModel {
         const it = items[seg.item]!;
         const n = seg.ids.length;
         if (it.allPositions) wanted.push({ seg, from: 0, count: n, outRow: start });
-        else if (start + n === it.ids.length) wanted.push({ seg, from: n - 1, count: 1, outRow: 0 });
+        else if (!it.targets && start + n === it.ids.length) wanted.push({ seg, from: n - 1, count: 1, outRow: 0 });
       }
       if (hidden) {
         b.rmsNorm(x, this.w.finalNorm, rowsTotal, H, this.config.rmsNormEps);
         hidden.finalNorm.set(yield x, start * H);
+      }
+      // Scored positions (targets): their rows go through the head's scoring reduction.
+      const scored: Array<{ item: number; pos: number; row: number; target: number }> = [];
+      for (const seg of segs) {
+        const targets = items[seg.item]!.targets;
+        if (!targets) continue;
+        for (let t = 0; t < seg.ids.length; t++) {
+          const target = targets[start + t]!;
+          if (target >= 0) scored.push({ item: seg.item, pos: start + t, row: seg.row + t, target });
+        }
+      }
+      if (scored.length) {
+        const sx = b.alloc(scored.length * H);
+        const so = b.alloc(scored.length * 2);
+        try {
+          // contiguous runs of rows in one copy each
+          for (let i = 0; i < scored.length; ) {
+            let j = i + 1;
+            while (j < scored.length && scored[j]!.row === scored[j - 1]!.row + 1) j++;
+            b.copyRows(x, scored[i]!.row * H, H, sx, i * H, H, j - i, H);
+            i = j;
+          }
+          if (!hidden) b.rmsNorm(sx, this.w.finalNorm, scored.length, H, this.config.rmsNormEps);
+          b.headLogProbs(this.w.embed, sx, scored.length, Int32Array.from(scored, (s) => s.target), so, V, this.config.finalSoftcap);
+          const values = yield so;
+          scored.forEach((s, i) => {
+            results[s.item]!.tokenLogProbs![s.pos] = values[2 * i]!;
+            results[s.item]!.argmax![s.pos] = values[2 * i + 1]!;
+          });
+        } finally {
+          b.free(sx);
+          b.free(so);
+        }
       }
       const nRows = wanted.reduce((a, w) => a + w.count, 0);
       if (nRows === 0) {

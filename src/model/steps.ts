@@ -12,7 +12,7 @@ import type { BatchItem, ForwardOptions, ForwardResult, KVCache, LanguageModel }
 
 export type StepRequest =
   | { kind: 'forward'; ids: readonly number[]; cache: KVCache; options?: ForwardOptions }
-  | { kind: 'batch'; items: readonly BatchItem[]; options?: Omit<ForwardOptions, 'allPositions' | 'collectHidden'> }
+  | { kind: 'batch'; items: readonly BatchItem[]; options?: Omit<ForwardOptions, 'allPositions' | 'collectHidden' | 'targets'> }
   | { kind: 'read'; tensors: TensorBackend; tensor: Tensor };
 
 type Answer = ForwardResult[] | Float32Array;
@@ -27,7 +27,7 @@ export function* forwardStep(ids: readonly number[], cache: KVCache, options?: F
 }
 
 /** One batched forward call (see LanguageModel.forwardBatch). */
-export function* batchStep(items: readonly BatchItem[], options?: Omit<ForwardOptions, 'allPositions' | 'collectHidden'>): Steps<ForwardResult[]> {
+export function* batchStep(items: readonly BatchItem[], options?: Omit<ForwardOptions, 'allPositions' | 'collectHidden' | 'targets'>): Steps<ForwardResult[]> {
   return (yield { kind: 'batch', items, ...(options ? { options } : {}) }) as ForwardResult[];
 }
 

@@ -37,16 +37,27 @@ export interface ForwardOptions {
   collectHidden?: boolean;
   /** Scale of each LoRA adapter by id for this call (see BatchItem.lora; default: the global scales). */
   lora?: readonly number[];
+  /**
+   * Score next tokens instead of returning logits: targets[t] is the token expected after
+   * position t of this call (one per token; -1 = not scored). The result then has
+   * `tokenLogProbs` / `argmax` for the scored positions, computed where the logits are (only two
+   * numbers a row come back), and no logits rows unless `allPositions` asks for them.
+   */
+  targets?: readonly number[];
 }
 
 /** What `model.forward` returns. */
 export interface ForwardResult {
-  /** Row-major logits, `rows` x `vocab` (rows = nTokens with allPositions, else 1). */
+  /** Row-major logits, `rows` x `vocab` (rows = nTokens with allPositions, else 1; 0 with targets alone). */
   logits: Float32Array;
   /** Number of logits rows. */
   rows: number;
   /** Length of each row: the tokenizer's real vocabulary. */
   vocab: number;
+  /** With `targets`: log p(targets[t]) at each position of the call (NaN where not scored). */
+  tokenLogProbs?: Float32Array;
+  /** With `targets`: the most likely token at each scored position (its first maximum; -1 where not scored). */
+  argmax?: Int32Array;
   /** With `collectHidden`: the embeddings, each layer's residual output and the final norm's output. */
   hidden?: { embeddings: Float32Array; layers: Float32Array[]; finalNorm: Float32Array };
 }
@@ -77,6 +88,8 @@ export interface BatchItem {
    * global scale. Items with different scales share one pass (the delta is applied per row).
    */
   lora?: readonly number[];
+  /** Next-token ids to score at each of this item's positions (see ForwardOptions.targets). */
+  targets?: readonly number[];
 }
 
 /** A LoRA adapter loaded into a model (applied without merging, per row). */
@@ -104,14 +117,14 @@ export interface LanguageModel {
    * runs once over all items' tokens; attention runs per item on its own cache. Results equal
    * separate forward calls. `options.allPositions` is ignored in favour of each item's flag.
    */
-  forwardBatch(items: readonly BatchItem[], options?: Omit<ForwardOptions, 'allPositions' | 'collectHidden'>): ForwardResult[];
+  forwardBatch(items: readonly BatchItem[], options?: Omit<ForwardOptions, 'allPositions' | 'collectHidden' | 'targets'>): ForwardResult[];
   /**
    * The asynchronous twins of forward / forwardBatch: they work on every backend (webgpu reads
    * its results back asynchronously), while forward / forwardBatch need a host backend (js,
    * wasm) and throw ModelError on webgpu. Same results.
    */
   forwardAsync(ids: readonly number[], cache: KVCache, options?: ForwardOptions): Promise<ForwardResult>;
-  forwardBatchAsync(items: readonly BatchItem[], options?: Omit<ForwardOptions, 'allPositions' | 'collectHidden'>): Promise<ForwardResult[]>;
+  forwardBatchAsync(items: readonly BatchItem[], options?: Omit<ForwardOptions, 'allPositions' | 'collectHidden' | 'targets'>): Promise<ForwardResult[]>;
   /** The LoRA adapters loaded into the model (none when absent). */
   loraAdapters?(): readonly LoraAdapterInfo[];
   /** Set an adapter's global scale (0 = off); throws ModelError on an unknown id or a non-finite scale. */

@@ -13,6 +13,7 @@ import { dtypeByteLength, type DType } from '../../formats/dtype.js';
 import { decodeF16, f16ToF32, f32ToF16 } from '../../formats/half.js';
 import { ModelError, UsageError } from '../../errors.js';
 import { checkStackedParts } from '../weight-check.js';
+import { checkTargets } from '../log-probs.js';
 import { KERNELS, compileKernels, relaxedSimdAvailable, type KernelVariant } from './module.js';
 import { ThreadPool } from './pool.js';
 import * as ops from './ops.js';
@@ -277,13 +278,39 @@ class WasmBackend implements Backend {
   }
 
   matmul(w: Matrix, x: Float32Array, n: number, out: Float32Array, rowLimit?: number, softcap?: number): void {
+    const rows = rowLimit ?? w.rows;
+    if (out.length < n * rows) throw new ModelError(`matmul output holds ${out.length} values, needs ${n} x ${rows}`);
+    this.product(w, x, n, rows, softcap, 0, (t0, c, oPtr, f32) => out.set(f32.subarray(oPtr >> 2, (oPtr >> 2) + c * rows), t0 * rows));
+  }
+
+  /**
+   * The LM head's scoring (Backend.headLogProbs): each chunk's logits stay in the scratch area,
+   * where the log_probs kernel reduces them (rows split over the threads); 2 floats a row come out.
+   */
+  headLogProbs(w: Matrix, x: Float32Array, n: number, targets: Int32Array, out: Float32Array, rowLimit?: number, softcap?: number): void {
+    const rows = rowLimit ?? w.rows;
+    if (out.length < 2 * n) throw new ModelError(`headLogProbs output holds ${out.length} values, needs ${n} x 2`);
+    checkTargets(w, n, targets, rows);
+    this.product(w, x, n, rows, softcap, 12, (t0, c, oPtr, f32, extra) => {
+      const i32 = new Int32Array(f32.buffer, f32.byteOffset, f32.length);
+      i32.set(targets.subarray(t0, t0 + c), extra >> 2);
+      const res = extra + c * 4;
+      this.pool.run(this.own(w).shard, K.log_probs, c, [oPtr, rows, rows, extra, res], c >= 2);
+      out.set(f32.subarray(res >> 2, (res >> 2) + 2 * c), 2 * t0);
+    });
+  }
+
+  /**
+   * x[n, cols] · W[0:rows]^T (soft-capped), in token chunks that fit the scratch area; `onChunk`
+   * takes each chunk's product [c, rows] at oPtr of the shard's memory, with `extraPerToken`
+   * bytes per token of its own scratch at `extra`.
+   */
+  private product(w: Matrix, x: Float32Array, n: number, rows: number, softcap: number | undefined, extraPerToken: number, onChunk: (t0: number, c: number, oPtr: number, f32: Float32Array, extra: number) => void): void {
     this.check();
     const m = this.own(w);
-    const rows = rowLimit ?? m.rows;
     if (!Number.isInteger(rows) || rows < 0 || rows > m.rows) throw new ModelError(`rowLimit ${rows} outside [0, ${m.rows}]`);
     if (!Number.isInteger(n) || n < 0) throw new ModelError(`bad token count ${n}`);
     if (x.length < n * m.cols) throw new ModelError(`matmul input holds ${x.length} values, needs ${n} x ${m.cols}`);
-    if (out.length < n * rows) throw new ModelError(`matmul output holds ${out.length} values, needs ${n} x ${rows}`);
     if (n === 0 || rows === 0) return;
     const s = this.views(this.shards[m.shard]!);
     const cols = m.cols;
@@ -294,11 +321,11 @@ class WasmBackend implements Backend {
     const nb = cols / 32;
     // scratch layout per token chunk: x f32 [c, colsPad] | (xq16 | xq8 | xd | xs) | out [c, rows]
     const a = (v: number) => Math.ceil(v / ALIGN) * ALIGN;
-    const perToken = colsPad * 4 + (quant ? cols * 3 + nb * 16 : 0) + rows * 4;
+    const perToken = colsPad * 4 + (quant ? cols * 3 + nb * 16 : 0) + rows * 4 + extraPerToken;
     // 16-bit weights with several tokens: each thread decodes a 4-row group to f32 once (tmp area)
     const tiled = (m.dtype === 'bf16' || m.dtype === 'f16') && n >= 4;
     const tmpBytes = tiled ? this.threads * 16 * colsPad : 0;
-    const chunk = Math.min(n, Math.floor((this.scratchBytes - tmpBytes - 8 * ALIGN) / perToken), 256);
+    const chunk = Math.min(n, Math.floor((this.scratchBytes - tmpBytes - 10 * ALIGN) / perToken), 256);
     if (chunk < 1) throw new ModelError(`matrix [${m.rows}, ${cols}] is too large for the wasm scratch area`);
     const xPtr = SCRATCH_BASE;
     const xq16 = a(xPtr + chunk * colsPad * 4);
@@ -308,6 +335,7 @@ class WasmBackend implements Backend {
     const xh = a(xs + (quant ? chunk * nb * 4 : 0));
     const oPtr = a(xh + (quant ? chunk * nb * 8 : 0));
     const tmp = a(oPtr + chunk * rows * 4);
+    const extra = a(tmp + tmpBytes);
     const f32 = s.f32;
     for (let t0 = 0; t0 < n; t0 += chunk) {
       const c = Math.min(chunk, n - t0);
@@ -356,7 +384,7 @@ class WasmBackend implements Backend {
         this.pool.run(m.shard, K.softcap_vec, vecs, [oPtr, softcap], vecs >= 1 << 14);
         if (vecs * 4 < c * rows) ops.softcap(f32.subarray((oPtr >> 2) + vecs * 4, (oPtr >> 2) + c * rows), c * rows - vecs * 4, softcap);
       }
-      out.set(f32.subarray(oPtr >> 2, (oPtr >> 2) + c * rows), t0 * rows);
+      onChunk(t0, c, oPtr, f32, extra);
     }
   }
 

@@ -37,5 +37,5 @@ export function compileKernels(variant: KernelVariant): Promise<WebAssembly.Modu
 }
 
 /** Names of the kernel exports the thread pool can run; index = command id. */
-export const KERNELS = ['mm_f32', 'mm_bf16', 'mm_f16', 'mm_q8_0', 'mm_q4_0', 'quantize_x', 'gelu_mul', 'attention', 'mm_q4_k', 'mm_q6_k', 'mm_half_tiled', 'repack_q8_0', 'repack_q4_0', 'repack_q4_k', 'repack_q6_k', 'flush_subnormals', 'softcap_vec', 'f32_to_f16', 'attention_split', 'attention_combine'] as const;
+export const KERNELS = ['mm_f32', 'mm_bf16', 'mm_f16', 'mm_q8_0', 'mm_q4_0', 'quantize_x', 'gelu_mul', 'attention', 'mm_q4_k', 'mm_q6_k', 'mm_half_tiled', 'repack_q8_0', 'repack_q4_0', 'repack_q4_k', 'repack_q6_k', 'flush_subnormals', 'softcap_vec', 'f32_to_f16', 'attention_split', 'attention_combine', 'log_probs'] as const;
 export type KernelName = (typeof KERNELS)[number];

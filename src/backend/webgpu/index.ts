@@ -22,6 +22,7 @@ import type { CacheType, Tensor, TensorAttentionParams, TensorBackend } from '..
 import { dtypeByteLength, type DType } from '../../formats/dtype.js';
 import { ModelError } from '../../errors.js';
 import { checkStackedParts } from '../weight-check.js';
+import { checkTargets } from '../log-probs.js';
 import { acquireDevice, releaseDevice, type AcquiredDevice, type DeviceOptions } from './device.js';
 import { GpuDeviceLostError, GpuError, GpuOutOfMemoryError } from './errors.js';
 import * as shaders from './shaders.js';
@@ -470,6 +471,31 @@ class WebGpuBackend implements TensorBackend {
         if (n <= 8) this.dispatch(`mv:${m.dtype}${this.subgroups ? ':sg' : ''}`, () => shaders.matvecShader(m.dtype, this.subgroups), params, bindings, pr);
         else this.dispatch(`mm:${m.dtype}`, () => shaders.matmulShader(m.dtype), params, bindings, [Math.ceil(pr / 32), Math.ceil(c / 32)]);
       }
+    }
+  }
+
+  /** Backend.headLogProbs: the head's product for up to 64 rows at a time into a pooled tensor, then LOG_PROBS on it. */
+  headLogProbs(w: Matrix, x: Tensor, n: number, targets: Int32Array, out: Tensor, rowLimit?: number, softcap?: number): void {
+    const m = this.ownMatrix(w);
+    const xt = this.own(x), ot = this.own(out);
+    const rows = rowLimit ?? m.rows;
+    checkTargets(w, n, targets, rows);
+    if (ot.length < 2 * n) throw new ModelError(`headLogProbs output holds ${ot.length} values, needs ${n} x 2`);
+    if (xt.length < n * m.cols) throw new ModelError(`headLogProbs input holds ${xt.length} values, needs ${n} x ${m.cols}`);
+    if (n === 0) return;
+    const per = Math.max(1, Math.min(n, 64, Math.floor((this.maxBinding - ALIGN) / (4 * rows))));
+    const logits = this.alloc(per * rows);
+    try {
+      for (let t0 = 0; t0 < n; t0 += per) {
+        const c = Math.min(per, n - t0);
+        this.matmul(w, this.view(xt, t0 * m.cols, c * m.cols), c, logits, rows, softcap);
+        const lb = this.bind(this.own(logits), 0, c * rows);
+        const tb = this.stage(new Uint8Array(targets.buffer, targets.byteOffset + t0 * 4, c * 4));
+        const ob = this.bind(ot, 2 * t0, 2 * c);
+        this.dispatch('log-probs', () => shaders.LOG_PROBS, [c, rows, lb.off, ob.off], [lb.resource, tb.resource, ob.resource], c);
+      }
+    } finally {
+      this.free(logits);
     }
   }
 

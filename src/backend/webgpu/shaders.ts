@@ -315,6 +315,62 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   X[p.off + i] = p.cap * tanh_safe(X[p.off + i] / p.cap);
 }`;
 
+/**
+ * The LM head's scoring reduction (Backend.headLogProbs), one workgroup per row of vocab logits:
+ * the first maximum and its index (strict > within a thread, ties to the lower index across
+ * threads), then sum exp(x - max) with compensated (Kahan) sums per thread and a fixed tree.
+ * O[2r] = L[target] - max - log(sum), O[2r + 1] = argmax.
+ */
+export const LOG_PROBS = /* wgsl */ `${COMMON}
+struct P { rows: u32, vocab: u32, lOff: u32, oOff: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> L: array<f32>;
+@group(0) @binding(2) var<storage, read> T: array<u32>;
+@group(0) @binding(3) var<storage, read_write> O: array<f32>;
+var<workgroup> rm: array<f32, 64>;
+var<workgroup> ri: array<u32, 64>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let r = gid(wg);
+  if (r >= p.rows) { return; }
+  let o = p.lOff + r * p.vocab;
+  var m = -3.4028234663852886e38;
+  var a = 0u;
+  for (var i = li; i < p.vocab; i += 64u) { let v = L[o + i]; if (v > m) { m = v; a = i; } }
+  rm[li] = m;
+  ri[li] = a;
+  workgroupBarrier();
+  for (var k = 32u; k > 0u; k >>= 1u) {
+    if (li < k) {
+      let m2 = rm[li + k];
+      let a2 = ri[li + k];
+      if (m2 > rm[li] || (m2 == rm[li] && a2 < ri[li])) { rm[li] = m2; ri[li] = a2; }
+    }
+    workgroupBarrier();
+  }
+  let mx = rm[0];
+  let arg = ri[0];
+  workgroupBarrier();
+  var s = 0.0;
+  var comp = 0.0;
+  for (var i = li; i < p.vocab; i += 64u) {
+    let y = exp(L[o + i] - mx) - comp;
+    let t = s + y;
+    comp = (t - s) - y;
+    s = t;
+  }
+  rm[li] = s;
+  workgroupBarrier();
+  for (var k = 32u; k > 0u; k >>= 1u) {
+    if (li < k) { rm[li] += rm[li + k]; }
+    workgroupBarrier();
+  }
+  if (li == 0u) {
+    O[p.oOff + 2u * r] = L[o + T[r]] - mx - log(rm[0]);
+    O[p.oOff + 2u * r + 1u] = f32(arg);
+  }
+}`;
+
 /** rows x cols values, strided, src -> dst. */
 export const COPY = /* wgsl */ `${COMMON}
 struct P { rows: u32, cols: u32, sOff: u32, sStride: u32, dOff: u32, dStride: u32 }

@@ -141,7 +141,7 @@ export function registerCompletionRoutes(ctx: RouteContext): void {
     const results = await allOrAbort(pending, controller);
     // echo + logprobs: the prompt's own token logprobs first (the first token has none), as
     // OpenAI's legacy API and vLLM give them; evaluation harnesses score continuations this way.
-    const promptLp = echo && nLogprobs !== null ? prompts.map((p) => promptLogprobs(served, p.ids, nLogprobs)) : undefined;
+    const promptLp = echo && nLogprobs !== null ? await Promise.all(prompts.map((p) => promptLogprobs(served, p.ids, nLogprobs))) : undefined;
     return {
       id,
       object: 'text_completion',
@@ -159,13 +159,21 @@ export function registerCompletionRoutes(ctx: RouteContext): void {
   });
 }
 
-/** log p(ids[i] | ids[<i]) for every prompt token after the first, with the top `top` alternatives. */
-function promptLogprobs(served: ServedModel, ids: number[], top: number): LogprobEntry[] {
+/**
+ * log p(ids[i] | ids[<i]) for every prompt token after the first, with the top `top` alternatives
+ * (through the async forward: every backend, webgpu too). Without alternatives the model scores
+ * the prompt's own next tokens (`targets`) and no logits rows come back.
+ */
+async function promptLogprobs(served: ServedModel, ids: number[], top: number): Promise<LogprobEntry[]> {
   if (ids.length < 2) return ids.map((id) => ({ id, logprob: Number.NaN }));
   const { model } = served;
   const cache = model.createCache(ids.length);
   try {
-    const res = model.forward(ids.slice(0, -1), cache, { allPositions: true });
+    if (top === 0) {
+      const res = await model.forwardAsync(ids.slice(0, -1), cache, { targets: ids.slice(1) });
+      return ids.map((id, i) => ({ id, logprob: i === 0 ? Number.NaN : res.tokenLogProbs![i - 1]! }));
+    }
+    const res = await model.forwardAsync(ids.slice(0, -1), cache, { allPositions: true });
     const V = res.vocab;
     const out: LogprobEntry[] = [{ id: ids[0]!, logprob: Number.NaN }];
     const lp = new Float64Array(V);
