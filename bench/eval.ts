@@ -7,7 +7,7 @@
  *    ~10-token continuations.
  * 2. Tokens/s of `eval perplexity` (llama.cpp chunks) against our own prefill speed on the same
  *    tokens, and against node-llama-cpp evaluating the same tokens on the same GGUF. Target: >= 0.9x
- *    of our prefill.
+ *    of our prefill. The harness's rolling windows (every token scored) are printed beside it.
  *
  *   npm run bench:eval -- [--docs 4] [--ctx-tokens 64] [--cont-tokens 10] [--ppl-ctx 256] [--ppl-chunks 2]
  *                         [--threads N] [--rounds 1] [--ppl-rounds 2] [--dir DIR (keep the GGUF)] [--no-llama]
@@ -100,6 +100,7 @@ const chunks = Number(values['ppl-chunks']);
 const corpus = [2, ...Array.from({ length: pplCtx * chunks - 1 }, tok)];
 // Alternate the two, best of --ppl-rounds each: other work on the host moves both the same way.
 const pplTimes: number[] = [];
+const rollingTimes: number[] = [];
 const prefillTimes: number[] = [];
 let report: Awaited<ReturnType<typeof perplexityOfIds>> | undefined;
 let t = 0;
@@ -107,6 +108,10 @@ const runPerplexity = async (): Promise<void> => {
   t = performance.now();
   report = await perplexityOfIds(model, corpus, { ctx: pplCtx, bosId: 2 });
   pplTimes.push((performance.now() - t) / 1000);
+  // rolling windows (the harness's loglikelihood_rolling): every token is scored
+  t = performance.now();
+  await perplexityOfIds(model, corpus, { ctx: pplCtx, bosId: 2, mode: 'rolling' });
+  rollingTimes.push((performance.now() - t) / 1000);
 };
 const runPrefill = (): void => {
   t = performance.now();
@@ -132,6 +137,8 @@ const prefillTps = corpus.length / best(prefillTimes);
 console.log(`\nperplexity (llama.cpp chunks, ctx ${pplCtx}, ${chunks} chunks, ${corpus.length} tokens, half of them scored; ppl ${report!.ppl.toFixed(1)}; best of ${pplTimes.length} alternating rounds, order flipped each round)`);
 console.log(`  eval perplexity       : ${pplTps.toFixed(1)} tokens/s   (rounds: ${pplTimes.map((x) => (corpus.length / x).toFixed(1)).join(', ')})`);
 console.log(`  our prefill           : ${prefillTps.toFixed(1)} tokens/s   (rounds: ${prefillTimes.map((x) => (corpus.length / x).toFixed(1)).join(', ')})   ratio ${(pplTps / prefillTps).toFixed(2)}x (target >= 0.9x)`);
+const rollingTps = corpus.length / best(rollingTimes);
+console.log(`  rolling windows       : ${rollingTps.toFixed(1)} tokens/s   (every token scored; ratio to prefill ${(rollingTps / prefillTps).toFixed(2)}x, no target)`);
 model.dispose();
 
 if (!values['no-llama']) {

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RefSampler, refCandidates, refLogprobs, refPenalize } from './helpers/sampler-reference.js';
-import { Rng, Sampler, applyPenalties, logSoftmax, resolveSampling, tokenLogprobs, topLogprobs, truncatedCandidates, type ResolvedSampling, type SamplingOptions } from '../src/generate/sampler.js';
+import { Rng, Sampler, applyPenalties, logSoftmax, resolveSampling, tokenLogprobs, topLogprobs, truncatedCandidates, type SamplingOptions } from '../src/generate/sampler.js';
 
 // ---------------------------------------------------------------- random cases
 

@@ -5,7 +5,6 @@ import { mulberry32 as rng } from '../src/util/mulberry32.js';
  * Cyrillic, combining marks, control characters, rare code points, literal special tokens.
  * Everything is well-formed UTF-16 (no lone surrogates).
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from './helpers/paths.js';
 

@@ -54,6 +54,21 @@ test('prompt / completion: loss on the completion and <eos>; text: every token; 
   assert.equal(countTargets(ids), 2);
 });
 
+test('parseSpecial: special-token text becomes those tokens (one <bos>), as Hugging Face tokenizers read it; off: plain pieces', () => {
+  const text = '<bos><start_of_turn>user\nHi<end_of_turn>\n';
+  const on = encodeLine({ text }, 'x:1', tokenizer, { ...opts, parseSpecial: true });
+  assert.deepEqual(on.ids.slice(0, 2), [tokenizer.bosId, 105], '<bos> once, then <start_of_turn> as id 105');
+  assert.ok(on.ids.includes(106), '<end_of_turn> as id 106');
+  const off = encodeLine({ text }, 'x:1', tokenizer, opts);
+  assert.equal(off.ids[0], tokenizer.bosId);
+  assert.ok(!off.ids.includes(105) && !off.ids.includes(106) && off.ids.length > on.ids.length + 6, 'plain text: no special ids, many more pieces');
+  assert.ok(!off.ids.slice(1).includes(tokenizer.bosId));
+  const pc = encodeLine({ prompt: '<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n', completion: 'Hello<end_of_turn>' }, 'x:1', tokenizer, { ...opts, parseSpecial: true });
+  assert.deepEqual(pc.ids.slice(0, 2), [tokenizer.bosId, 105]);
+  assert.equal(targetText(pc), 'Hello<end_of_turn><eos>');
+  assert.equal(pc.ids.at(-2), 106);
+});
+
 test('packing: documents keep their own positions, attend to themselves, never predict across', () => {
   const docs = [{ ids: [2, 10, 11, 1] }, { ids: [2, 12, 1] }, { ids: [2, 13, 14, 15, 1] }];
   const packed = packExamples(docs, 8);

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createWasmBackend } from '../src/backend/wasm/index.js';
 import { loadModel } from '../src/model/load.js';
-import { SHAPES, shapeConfig, tensorShapes } from '../bench/synthetic.js';
+import { shapeConfig, tensorShapes } from '../bench/synthetic.js';
 import { f32ToBf16 } from '../src/formats/half.js';
 import { rng } from './wasm-util.js';
 

@@ -29,6 +29,7 @@ interface FinetuneFlags {
   seed: number;
   shuffle: boolean;
   pack?: boolean;
+  parseSpecial?: boolean;
   evalEvery: number;
   out: string;
   json?: boolean;
@@ -87,6 +88,7 @@ export function registerFinetuneCommand(program: Command, io: CliIO = defaultIO(
     .option('--seed <n>', 'random seed (shuffling, LoRA init, dropout)', parseIntFlag(0), 0)
     .option('--no-shuffle', 'keep the file order')
     .option('--pack', 'pack {"text"} examples into --max-seq-len sequences')
+    .option('--parse-special', 'read special-token text such as <start_of_turn> in "text" / "prompt" / "completion" as those tokens (as Hugging Face tokenizers do)')
     .option('--eval-every <n>', 'validation loss every N steps (needs valid.jsonl)', parseIntFlag(0), 0)
     .option('--rank <r>', 'LoRA rank', parseIntFlag(1), 8)
     .option('--alpha <a>', 'LoRA alpha (scale = alpha / rank)', pos('a number > 0'), 16)
@@ -107,7 +109,7 @@ export function registerFinetuneCommand(program: Command, io: CliIO = defaultIO(
       const targets = lora ? resolveTargets(flags.targets) : [];
       const { model, tokenizer } = await loadTrainModel(flags.model, { backend: flags.backend, trainable: !lora, threads: flags.threads });
       if (lora) addLoraLayers(model, { rank: flags.rank, alpha: flags.alpha, dropout: flags.dropout, rslora: flags.rslora === true, targets }, flags.seed);
-      const data = loadDataset(flags.data, tokenizer, { maxSeqLen: flags.maxSeqLen, pack: flags.pack, vocabSize: model.weights.embed.rows });
+      const data = loadDataset(flags.data, tokenizer, { maxSeqLen: flags.maxSeqLen, pack: flags.pack, parseSpecial: flags.parseSpecial === true, vocabSize: model.weights.embed.rows });
       let resumed: ReturnType<typeof loadCheckpoint> | undefined;
       if (flags.resume !== undefined) {
         const dir = typeof flags.resume === 'string' ? flags.resume : latestCheckpoint(flags.out);

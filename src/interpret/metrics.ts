@@ -12,7 +12,7 @@
  * - Feature density: fraction of tokens on which each feature fires; dead = never fires.
  */
 import { UsageError } from '../errors.js';
-import type { ForwardResult, Hook, LanguageModel } from '../model/types.js';
+import type { Hook, LanguageModel } from '../model/types.js';
 import type { CorpusDocument } from './corpus.js';
 import { captureHook, mergeHooks } from './features.js';
 import type { JumpReluSae } from './sae.js';
@@ -52,24 +52,6 @@ export interface SaeEvalReport {
 }
 
 /** Cross-entropy of each next-token prediction at rows `rows` of logits [n, V]. */
-function crossEntropy(logits: Float32Array, V: number, ids: readonly number[], counted: (t: number) => boolean): { sum: number; n: number } {
-  let sum = 0;
-  let n = 0;
-  for (let t = 0; t + 1 < ids.length; t++) {
-    if (!counted(t)) continue;
-    const row = logits.subarray(t * V, (t + 1) * V);
-    let max = -Infinity;
-    for (let i = 0; i < V; i++) if (row[i]! > max) max = row[i]!;
-    let z = 0;
-    for (let i = 0; i < V; i++) z += Math.exp(row[i]! - max);
-    const target = ids[t + 1]!;
-    if (target >= V) throw new UsageError(`token id ${target} is outside the model's vocabulary (${V})`);
-    sum += Math.log(z) + max - row[target]!;
-    n++;
-  }
-  return { sum, n };
-}
-
 /** A hook replacing the rows of one sequence with `rows(t)` (undefined: keep) by position. */
 export function spliceHook(replacement: (t: number) => Float32Array | undefined, firstPosition = 0): Hook {
   return (e) => {
@@ -90,11 +72,25 @@ export function evaluateSaeAsync(model: LanguageModel, sae: JumpReluSae, docs: r
   return runStepsAsync(model, evaluateSaeSteps(model, sae, docs, options));
 }
 
-/** A forward pass over all positions on a fresh cache (released afterwards). */
-function* allPositions(model: LanguageModel, ids: readonly number[], hooks: Record<string, Hook>): Steps<ForwardResult> {
+/**
+ * Summed next-token cross-entropy over the counted positions of `ids` (their next tokens scored
+ * in the model's head: no vocabulary-wide logits rows come back), on a fresh cache.
+ */
+function* crossEntropy(model: LanguageModel, ids: readonly number[], hooks: Record<string, Hook>, counted: (t: number) => boolean): Steps<{ sum: number; n: number }> {
+  const targets = ids.map((_, t) => (t + 1 < ids.length && counted(t) ? ids[t + 1]! : -1));
+  const bad = targets.find((id) => id >= model.vocabSize);
+  if (bad !== undefined) throw new UsageError(`token id ${bad} is outside the model's vocabulary (${model.vocabSize})`);
   const cache = model.createCache(ids.length);
   try {
-    return yield* forwardStep(ids, cache, { allPositions: true, hooks });
+    const res = yield* forwardStep(ids, cache, { targets, hooks });
+    let sum = 0;
+    let n = 0;
+    targets.forEach((id, t) => {
+      if (id < 0) return;
+      sum -= res.tokenLogProbs![t]!;
+      n++;
+    });
+    return { sum, n };
   } finally {
     cache.dispose?.();
   }
@@ -116,7 +112,7 @@ function* evaluateSaeSteps(model: LanguageModel, sae: JumpReluSae, docs: readonl
     const n = ids.length;
     const counted = (t: number) => ids[t] !== bos;
     const sink: { data: Float32Array | undefined; dim: number } = { data: undefined, dim: 0 };
-    const clean = yield* allPositions(model, ids, mergeHooks({ [hook]: captureHook(sink, n) }));
+    const c = yield* crossEntropy(model, ids, mergeHooks({ [hook]: captureHook(sink, n) }), counted);
     const x = sink.data!;
     const acts = sae.encode(x, n);
     const recon = sae.decode(acts);
@@ -133,16 +129,12 @@ function* evaluateSaeSteps(model: LanguageModel, sae: JumpReluSae, docs: readonl
         sum[i] += v;
       }
     }
-    const V = clean.vocab;
-    const c = crossEntropy(clean.logits, V, ids, counted);
-    const spliced = yield* allPositions(model, ids, { [hook]: spliceHook((t) => (t >= 0 && t < n && counted(t) ? recon.subarray(t * d, (t + 1) * d) : undefined)) });
-    const s = crossEntropy(spliced.logits, V, ids, counted);
+    const s = yield* crossEntropy(model, ids, { [hook]: spliceHook((t) => (t >= 0 && t < n && counted(t) ? recon.subarray(t * d, (t + 1) * d) : undefined)) }, counted);
     ceClean += c.sum;
     ceSae += s.sum;
     predictions += c.n;
     if (zero) {
-      const z = yield* allPositions(model, ids, { [hook]: spliceHook((t) => (t >= 0 && t < n && counted(t) ? zeros : undefined)) });
-      ceZero += crossEntropy(z.logits, V, ids, counted).sum;
+      ceZero += (yield* crossEntropy(model, ids, { [hook]: spliceHook((t) => (t >= 0 && t < n && counted(t) ? zeros : undefined)) }, counted)).sum;
     }
     doneTokens += n;
     options.onProgress?.(di + 1, docs.length, doneTokens);

@@ -33,6 +33,12 @@ export interface DataOptions {
   pack?: boolean;
   /** Ids must lie below this (the embedding table's rows). */
   vocabSize: number;
+  /**
+   * Read special-token text (`<start_of_turn>`, `<bos>`, ...) in "text" / "prompt" / "completion"
+   * as those tokens, as Hugging Face tokenizers do by default (a text that starts with `<bos>` gets
+   * no second one). Default false: such text is plain text, pieces like any other.
+   */
+  parseSpecial?: boolean;
 }
 
 export interface Dataset {
@@ -99,6 +105,12 @@ function chatExample(tokenizer: Tokenizer, messages: unknown, at: string): Train
   return { ids, targets };
 }
 
+/** <bos> + the text's tokens (one <bos> only, when special tokens are parsed and the text starts with it). */
+function withBos(tok: Tokenizer, text: string, options: DataOptions): number[] {
+  const ids = tok.encode(text, { addBos: false, parseSpecial: options.parseSpecial === true });
+  return ids[0] === tok.bosId && options.parseSpecial ? ids : [tok.bosId, ...ids];
+}
+
 /** One JSON line -> one example (text examples are packed later). */
 export function encodeLine(value: Json, at: string, tokenizer: Tokenizer | undefined, options: DataOptions): TrainExample {
   let ex: TrainExample;
@@ -115,8 +127,8 @@ export function encodeLine(value: Json, at: string, tokenizer: Tokenizer | undef
     const tok = needTokenizer(tokenizer, at, 'prompt');
     if (typeof value.prompt !== 'string') throw new UsageError(`${at}: "prompt" must be a string`);
     if (typeof value.completion !== 'string') throw new UsageError(`${at}: "completion" must be a string`);
-    const prompt = [tok.bosId, ...tok.encode(value.prompt, { addBos: false })];
-    const completion = [...tok.encode(value.completion, { addBos: false }), tok.eosId];
+    const prompt = withBos(tok, value.prompt, options);
+    const completion = [...tok.encode(value.completion, { addBos: false, parseSpecial: options.parseSpecial === true }), tok.eosId];
     const ids = [...prompt, ...completion];
     const targets = new Uint8Array(ids.length);
     targets.fill(1, prompt.length);
@@ -124,7 +136,7 @@ export function encodeLine(value: Json, at: string, tokenizer: Tokenizer | undef
   } else if ('text' in value) {
     const tok = needTokenizer(tokenizer, at, 'text');
     if (typeof value.text !== 'string') throw new UsageError(`${at}: "text" must be a string`);
-    ex = { ids: [tok.bosId, ...tok.encode(value.text, { addBos: false }), tok.eosId] };
+    ex = { ids: [...withBos(tok, value.text, options), tok.eosId] };
   } else {
     throw new UsageError(`${at}: expected one of the keys "ids", "text", "messages" or "prompt" + "completion" (got ${Object.keys(value).map((k) => JSON.stringify(k)).join(', ') || 'none'})`);
   }
