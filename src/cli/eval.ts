@@ -190,7 +190,7 @@ export function registerEvalCommand(program: Command, io: CliIO = defaultIO()): 
     let results;
     try {
       results = await evaluate(target, specs, {
-        ...(toxicityScorer ? { toxicityScorer } : {}),
+        ...(toxicityScorer ? { toxicityScorer, toxicityScorerId: `${path.resolve(flags.toxicityModel!)}|${(policies ?? ['default']).join(',')}` } : {}),
         ...(policies ? { toxicityPolicies: policies } : {}),
         builtinFiles: BUILTIN_TASK_FILES,
         fetchHubSplit,

@@ -58,6 +58,12 @@ export interface EvaluateOptions extends DatasetOptions {
   toxicityScorer?: ToxicityScorer;
   /** ShieldGemma policies of the default scorer (default harassment, hate; the score is the max). */
   toxicityPolicies?: string[];
+  /**
+   * What the toxicityScorer is (its model and policies, say): with a cacheFile its scores are
+   * kept under this name and a rerun does not score those texts again. Without it a custom
+   * scorer's scores are not cached (the default scorer's are, under the evaluated model's id).
+   */
+  toxicityScorerId?: string;
 }
 
 export interface SampleRecord {
@@ -97,6 +103,8 @@ export type TaskSpec = string | TaskConfig | Task;
 
 class RequestCache {
   private readonly map = new Map<string, RequestResult>();
+  /** Toxicity scores by scoreKey. */
+  private readonly scores = new Map<string, number>();
   constructor(
     private readonly file: string | undefined,
     private readonly lmId: string,
@@ -105,8 +113,9 @@ class RequestCache {
       for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
         if (!line) continue;
         try {
-          const { k, r } = JSON.parse(line) as { k: string; r: RequestResult };
-          this.map.set(k, r);
+          const entry = JSON.parse(line) as { k: string; r?: RequestResult; s?: number };
+          if (typeof entry.s === 'number') this.scores.set(entry.k, entry.s);
+          else if (entry.r !== undefined) this.map.set(entry.k, entry.r);
         } catch {
           // a line cut by a killed run
         }
@@ -127,6 +136,19 @@ class RequestCache {
       this.map.set(k, results[i]!);
       lines.push(JSON.stringify({ k, r: results[i] }));
     });
+    this.append(lines);
+  }
+  scoreKey(scorerId: string, text: string): string {
+    return createHash('sha256').update(JSON.stringify(['toxicity', scorerId, text])).digest('hex').slice(0, 32);
+  }
+  getScore(k: string): number | undefined {
+    return this.scores.get(k);
+  }
+  putScores(entries: Array<[string, number]>): void {
+    for (const [k, s] of entries) this.scores.set(k, s);
+    this.append(entries.map(([k, s]) => JSON.stringify({ k, s })));
+  }
+  private append(lines: string[]): void {
     if (this.file && lines.length) {
       fs.mkdirSync(path.dirname(this.file), { recursive: true });
       fs.appendFileSync(this.file, lines.join('\n') + '\n');
@@ -289,12 +311,24 @@ export async function evaluate(
       });
     }
     const scorer = options.toxicityScorer ?? defaultScorer?.();
+    // cached scores (a rerun of a killed or extended run) are not computed again
+    const scorerId = options.toxicityScorer ? options.toxicityScorerId : `${lm.id}|${(options.toxicityPolicies ?? ['default']).join(',')}`;
     try {
       if (!scorer) throw new TaskError(toxicRuns.map((r) => r.task.name).join(', '), 'process_results', 'scoring toxicity needs a ShieldGemma model (--toxicity-model M, or evaluate()\'s toxicityScorer)');
-      const list = [...texts];
-      const scores = await scorer(list);
-      if (scores.length !== list.length || scores.some((x) => !(x >= 0 && x <= 1))) throw new TaskError(toxicRuns[0]!.task.name, 'process_results', 'the toxicity scorer must give one probability in [0, 1] per text');
-      list.forEach((t, i) => toxicityOf.set(t, scores[i]!));
+      const list: string[] = [];
+      for (const t of texts) {
+        const cached = scorerId === undefined ? undefined : cache.getScore(cache.scoreKey(scorerId, t));
+        if (cached === undefined) list.push(t);
+        else toxicityOf.set(t, cached);
+      }
+      // in chunks, each written to the cache as it is done
+      for (let i0 = 0; i0 < list.length; i0 += CHUNK) {
+        const part = list.slice(i0, i0 + CHUNK);
+        const scores = await scorer(part);
+        if (scores.length !== part.length || scores.some((x) => !(x >= 0 && x <= 1))) throw new TaskError(toxicRuns[0]!.task.name, 'process_results', 'the toxicity scorer must give one probability in [0, 1] per text');
+        part.forEach((t, i) => toxicityOf.set(t, scores[i]!));
+        if (scorerId !== undefined) cache.putScores(part.map((t, i) => [cache.scoreKey(scorerId, t), scores[i]!]));
+      }
     } catch (e) {
       if (!(e instanceof GemmaError)) throw e;
       errors.push(e instanceof TaskError ? e.message : new TaskError(toxicRuns.map((r) => r.task.name).join(', '), 'process_results', `toxicity scoring failed: ${e.message}`).message);

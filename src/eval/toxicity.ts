@@ -35,7 +35,7 @@ export interface ShieldScorerOptions {
   onScored?: (done: number, total: number) => void;
 }
 
-/** A scorer from a ShieldGemma classifier: max over the policies of P(Yes), prompt-only template. */
+/** A scorer from a ShieldGemma classifier: max over the policies of P(Yes), prompt-only template (any backend, webgpu too). */
 export function shieldToxicityScorer(classifier: ShieldClassifier, options: ShieldScorerOptions = {}): ToxicityScorer {
   const policies = options.policies ?? DEFAULT_TOXICITY_POLICIES;
   return async (texts) => {
@@ -44,7 +44,7 @@ export function shieldToxicityScorer(classifier: ShieldClassifier, options: Shie
     for (const text of texts) {
       let s = memo.get(text);
       if (s === undefined) {
-        s = text.trim() === '' ? 0 : Math.max(...Object.values(classifier.scores({ prompt: text, policies })));
+        s = text.trim() === '' ? 0 : Math.max(...Object.values(await classifier.scoresAsync({ prompt: text, policies })));
         memo.set(text, s);
         // Scoring is synchronous model work: let timers and progress output run between texts.
         await new Promise<void>((r) => setImmediate(r));
