@@ -46,6 +46,11 @@ function parseArgs(argv: string[]): Args {
 interface Sample {
   t: number;
   rssMb: number;
+  /** V8 heap in use and external memory (array buffers, WebAssembly memories), MB. */
+  heapMb: number;
+  externalMb: number;
+  /** The models' backend memory (wasm memories), MB. */
+  backendMb: number;
   /** Cumulative event-loop delay buckets: le (ms) -> count. */
   buckets: Array<[number, number]>;
   maxDelayMs: number;
@@ -55,16 +60,22 @@ interface Sample {
 function parseSample(text: string, t: number): Sample {
   const buckets: Array<[number, number]> = [];
   let rss = 0;
+  let heap = 0;
+  let external = 0;
+  let backend = 0;
   let max = 0;
   let inFlight = 0;
   for (const line of text.split('\n')) {
     let m = /^gemma_event_loop_delay_seconds_bucket\{le="([^"]+)"\} (\S+)$/.exec(line);
     if (m) buckets.push([m[1] === '+Inf' ? Infinity : Number(m[1]) * 1000, Number(m[2])]);
     else if ((m = /^process_resident_memory_bytes (\S+)$/.exec(line))) rss = Number(m[1]) / 2 ** 20;
+    else if ((m = /^nodejs_heap_size_used_bytes (\S+)$/.exec(line))) heap = Number(m[1]) / 2 ** 20;
+    else if ((m = /^nodejs_external_memory_bytes (\S+)$/.exec(line))) external = Number(m[1]) / 2 ** 20;
+    else if ((m = /^gemma_backend_memory_bytes (\S+)$/.exec(line))) backend = Number(m[1]) / 2 ** 20;
     else if ((m = /^gemma_event_loop_delay_max_seconds (\S+)$/.exec(line))) max = Number(m[1]) * 1000;
     else if ((m = /^gemma_requests_in_flight (\S+)$/.exec(line))) inFlight = Number(m[1]);
   }
-  return { t, rssMb: rss, buckets, maxDelayMs: max, inFlight };
+  return { t, rssMb: rss, heapMb: heap, externalMb: external, backendMb: backend, buckets, maxDelayMs: max, inFlight };
 }
 
 /** The smallest bucket bound holding fraction q of the samples between two snapshots. */
@@ -190,6 +201,11 @@ async function main(): Promise<void> {
   const rssStart = median(after.filter((s) => s.t < mid).map((s) => s.rssMb));
   const rssEnd = median(after.filter((s) => s.t >= mid).map((s) => s.rssMb));
   const growth = (rssEnd - rssStart) / rssStart;
+  // where a growth of RSS goes: the V8 heap (JS objects), external memory (buffers, wasm), or neither (the allocator)
+  const halves = (pick: (s: Sample) => number) => [median(after.filter((s) => s.t < mid).map(pick)), median(after.filter((s) => s.t >= mid).map(pick))] as const;
+  const [heapStart, heapEnd] = halves((s) => s.heapMb);
+  const [extStart, extEnd] = halves((s) => s.externalMb);
+  const [wasmStart, wasmEnd] = halves((s) => s.backendMb);
   const p99 = quantileBetween(after[0]!, samples.at(-1)!, 0.99);
   const p999 = quantileBetween(after[0]!, samples.at(-1)!, 0.999);
   const p50 = quantileBetween(after[0]!, samples.at(-1)!, 0.5);
@@ -198,6 +214,7 @@ async function main(): Promise<void> {
   const lines = [
     `requests: ${total} in ${a.minutes} min (${tally.requests.valid} valid, ${tally.requests.invalid} invalid, ${tally.requests.disconnect} disconnecting); statuses ${JSON.stringify(tally.status)}`,
     `RSS after warm-up (median, first half -> second half): ${rssStart.toFixed(1)} MB -> ${rssEnd.toFixed(1)} MB (${(growth * 100).toFixed(2)}%; peak ${Math.max(...samples.map((s) => s.rssMb)).toFixed(1)} MB)   [${pass.rss ? 'pass' : 'FAIL'}: growth < 5%]`,
+    `  where it goes (medians, same halves): V8 heap used ${heapStart.toFixed(1)} -> ${heapEnd.toFixed(1)} MB, external (array buffers) ${extStart.toFixed(1)} -> ${extEnd.toFixed(1)} MB, backend memory (wasm: weights, KV caches; reserved, not all resident) ${wasmStart.toFixed(1)} -> ${wasmEnd.toFixed(1)} MB`,
     `event-loop delay after warm-up: p50 <= ${p50} ms, p99 <= ${p99} ms, p99.9 <= ${p999} ms, max ${samples.at(-1)!.maxDelayMs.toFixed(0)} ms (whole run)   [${pass.delay ? 'pass' : 'FAIL'}: p99 < 50 ms]`,
     `5xx: ${tally.fiveXX.length}, connection errors not caused by the client: ${tally.clientErrors.length}   [${pass.fiveXX ? 'pass' : 'FAIL'}: none]`,
     `server exit after SIGTERM: ${exitCode}; host: ${os.cpus().length} CPUs, load average ${loads.length ? (loads.reduce((x, y) => x + y, 0) / loads.length).toFixed(1) : '?'} (mean of the 1-minute load sampled during the run)`,
@@ -206,7 +223,7 @@ async function main(): Promise<void> {
   for (const e of [...tally.fiveXX, ...tally.clientErrors].slice(0, 10)) console.log(`  ${e}`);
   const ok = pass.rss && pass.delay && pass.fiveXX;
   console.log(ok ? 'PASS' : 'FAIL');
-  if (a.json) fs.writeFileSync(a.json, JSON.stringify({ args: a, loads, tally: { ...tally, fiveXX: tally.fiveXX.slice(0, 50), clientErrors: tally.clientErrors.slice(0, 50) }, rssStart, rssEnd, growth, p50, p99, p999, samples, pass }, null, 2));
+  if (a.json) fs.writeFileSync(a.json, JSON.stringify({ args: a, loads, tally: { ...tally, fiveXX: tally.fiveXX.slice(0, 50), clientErrors: tally.clientErrors.slice(0, 50) }, rssStart, rssEnd, growth, heapStart, heapEnd, extStart, extEnd, wasmStart, wasmEnd, p50, p99, p999, samples, pass }, null, 2));
   process.exitCode = ok ? 0 : 1;
 }
 

@@ -370,6 +370,11 @@ test('binds 127.0.0.1 by default; /metrics is Prometheus text', async () => {
     assert.ok(m.has(name), `missing ${name}`);
   }
   assert.ok(m.get('gemma_completion_tokens_total')! > 0);
+  // where resident memory goes: the V8 heap inside the process's RSS; no backend gauge for js
+  assert.ok(m.get('nodejs_heap_size_used_bytes')! > 1e6 && m.get('nodejs_heap_size_used_bytes')! <= m.get('nodejs_heap_size_total_bytes')!);
+  assert.ok(m.get('nodejs_heap_size_total_bytes')! < m.get('process_resident_memory_bytes')!);
+  assert.ok(m.has('nodejs_external_memory_bytes') && m.has('nodejs_array_buffers_bytes'));
+  assert.equal(m.has('gemma_backend_memory_bytes'), false, 'the js backend holds no memory of its own');
   assert.ok((m.get('gemma_requests_total{endpoint="/v1/chat/completions",status="200"}') ?? 0) > 0);
   assert.ok((m.get('gemma_requests_total{endpoint="/v1/chat/completions",status="404"}') ?? 0) > 0);
 });
@@ -452,4 +457,21 @@ test('gemma serve CLI: --guard adds /v1/moderations and screens chat completions
   assert.ok(body.guard, 'guard decision attached');
   assert.match(cli.out.err, /"event":"guard_decision"/);
   await cli.stop();
+});
+
+test('/metrics: gemma_backend_memory_bytes is the wasm backend\'s memories (weights, KV caches, scratch)', async () => {
+  const { loadModel } = await import('../src/model/load.js');
+  const { createServer } = await import('../src/server/server.js');
+  const loaded = await loadModel('demo', { backend: 'wasm', threads: 1 });
+  const s = await createServer({ model: loaded.model, tokenizer: loaded.tokenizer, modelId: 'demo' });
+  try {
+    const url = await s.listen({ port: 0, host: '127.0.0.1' });
+    const m = parseMetrics(await (await fetch(`${url}/metrics`)).text());
+    const want = (loaded.model as unknown as { backend: { memoryBytes(): number[] } }).backend.memoryBytes().reduce((a, b) => a + b, 0);
+    assert.equal(m.get('gemma_backend_memory_bytes'), want);
+    assert.ok(want > loaded.weightBytes, `${want} bytes hold the ${loaded.weightBytes} bytes of weights`);
+  } finally {
+    await s.close();
+    loaded.model.dispose();
+  }
 });

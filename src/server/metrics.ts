@@ -34,6 +34,15 @@ export interface ServerGauges {
   modelsLoaded?: number;
   modelLoads?: number;
   modelUnloads?: number;
+  /** Bytes of the served models' backend memories (wasm memories: weights, KV caches, scratch; GPU buffers). */
+  backendMemoryBytes?: number;
+}
+
+/** A model's backend memory in bytes (the wasm and webgpu backends report it), or undefined. */
+export function backendMemoryBytes(model: unknown): number | undefined {
+  const backend = (model as { backend?: { memoryBytes?: () => number | number[] } }).backend;
+  const bytes = backend?.memoryBytes?.();
+  return bytes === undefined ? undefined : typeof bytes === 'number' ? bytes : bytes.reduce((a, b) => a + b, 0);
 }
 
 /** Counters and gauges of several schedulers added up (the models of one server). */
@@ -92,7 +101,15 @@ export function renderMetrics(requests: RequestCounter, s: SchedulerStats, extra
   if (extra.modelsLoaded !== undefined) metric('gemma_models_loaded', 'gauge', 'Models loaded now.', [['', extra.modelsLoaded]]);
   if (extra.modelLoads !== undefined) metric('gemma_model_loads_total', 'counter', 'Model loads (the first one included).', [['', extra.modelLoads]]);
   if (extra.modelUnloads !== undefined) metric('gemma_model_unloads_total', 'counter', 'Models unloaded to make room (--max-loaded, --memory-budget).', [['', extra.modelUnloads]]);
-  metric('process_resident_memory_bytes', 'gauge', 'Resident memory of the server process.', [['', process.memoryUsage.rss()]]);
+  const mem = process.memoryUsage();
+  metric('process_resident_memory_bytes', 'gauge', 'Resident memory of the server process.', [['', mem.rss]]);
+  // where resident memory goes (prom-client's names): a leak of JS objects grows the heap,
+  // weights and KV caches live in WebAssembly memories and array buffers (external)
+  metric('nodejs_heap_size_used_bytes', 'gauge', 'V8 heap in use.', [['', mem.heapUsed]]);
+  metric('nodejs_heap_size_total_bytes', 'gauge', 'V8 heap reserved.', [['', mem.heapTotal]]);
+  metric('nodejs_external_memory_bytes', 'gauge', 'Memory of C++ objects bound to JS objects (array buffers, WebAssembly memories included).', [['', mem.external]]);
+  metric('nodejs_array_buffers_bytes', 'gauge', 'Memory of ArrayBuffers and SharedArrayBuffers.', [['', mem.arrayBuffers]]);
+  if (extra.backendMemoryBytes !== undefined) metric('gemma_backend_memory_bytes', 'gauge', 'Memory the models\' backends hold (WebAssembly memories: weights, KV caches, scratch; GPU buffers).', [['', extra.backendMemoryBytes]]);
   metric('process_uptime_seconds', 'gauge', 'Seconds since the server started.', [['', extra.uptimeSeconds]]);
   return lines.join('\n') + '\n';
 }
