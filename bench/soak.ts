@@ -206,6 +206,10 @@ async function main(): Promise<void> {
   const [heapStart, heapEnd] = halves((s) => s.heapMb);
   const [extStart, extEnd] = halves((s) => s.externalMb);
   const [wasmStart, wasmEnd] = halves((s) => s.backendMb);
+  // the live JS heap: the troughs of the GC sawtooth (each minute's smallest sample), first vs last minute after warm-up
+  const trough = (m: number) => Math.min(...after.filter((s) => Math.floor(s.t) === m).map((s) => s.heapMb));
+  const firstMinute = Math.ceil(a.warmup), lastMinute = Math.ceil(a.minutes) - 1;
+  const [liveStart, liveEnd] = [trough(firstMinute), trough(lastMinute)];
   const p99 = quantileBetween(after[0]!, samples.at(-1)!, 0.99);
   const p999 = quantileBetween(after[0]!, samples.at(-1)!, 0.999);
   const p50 = quantileBetween(after[0]!, samples.at(-1)!, 0.5);
@@ -214,7 +218,7 @@ async function main(): Promise<void> {
   const lines = [
     `requests: ${total} in ${a.minutes} min (${tally.requests.valid} valid, ${tally.requests.invalid} invalid, ${tally.requests.disconnect} disconnecting); statuses ${JSON.stringify(tally.status)}`,
     `RSS after warm-up (median, first half -> second half): ${rssStart.toFixed(1)} MB -> ${rssEnd.toFixed(1)} MB (${(growth * 100).toFixed(2)}%; peak ${Math.max(...samples.map((s) => s.rssMb)).toFixed(1)} MB)   [${pass.rss ? 'pass' : 'FAIL'}: growth < 5%]`,
-    `  where it goes (medians, same halves): V8 heap used ${heapStart.toFixed(1)} -> ${heapEnd.toFixed(1)} MB, external (array buffers) ${extStart.toFixed(1)} -> ${extEnd.toFixed(1)} MB, backend memory (wasm: weights, KV caches; reserved, not all resident) ${wasmStart.toFixed(1)} -> ${wasmEnd.toFixed(1)} MB`,
+    `  where it goes (medians, same halves): V8 heap used ${heapStart.toFixed(1)} -> ${heapEnd.toFixed(1)} MB, external (array buffers) ${extStart.toFixed(1)} -> ${extEnd.toFixed(1)} MB, backend memory (wasm: weights, KV caches; reserved, not all resident) ${wasmStart.toFixed(1)} -> ${wasmEnd.toFixed(1)} MB; live JS heap (smallest sample of minute ${firstMinute} -> of minute ${lastMinute}) ${liveStart.toFixed(1)} -> ${liveEnd.toFixed(1)} MB`,
     `event-loop delay after warm-up: p50 <= ${p50} ms, p99 <= ${p99} ms, p99.9 <= ${p999} ms, max ${samples.at(-1)!.maxDelayMs.toFixed(0)} ms (whole run)   [${pass.delay ? 'pass' : 'FAIL'}: p99 < 50 ms]`,
     `5xx: ${tally.fiveXX.length}, connection errors not caused by the client: ${tally.clientErrors.length}   [${pass.fiveXX ? 'pass' : 'FAIL'}: none]`,
     `server exit after SIGTERM: ${exitCode}; host: ${os.cpus().length} CPUs, load average ${loads.length ? (loads.reduce((x, y) => x + y, 0) / loads.length).toFixed(1) : '?'} (mean of the 1-minute load sampled during the run)`,
@@ -223,7 +227,7 @@ async function main(): Promise<void> {
   for (const e of [...tally.fiveXX, ...tally.clientErrors].slice(0, 10)) console.log(`  ${e}`);
   const ok = pass.rss && pass.delay && pass.fiveXX;
   console.log(ok ? 'PASS' : 'FAIL');
-  if (a.json) fs.writeFileSync(a.json, JSON.stringify({ args: a, loads, tally: { ...tally, fiveXX: tally.fiveXX.slice(0, 50), clientErrors: tally.clientErrors.slice(0, 50) }, rssStart, rssEnd, growth, heapStart, heapEnd, extStart, extEnd, wasmStart, wasmEnd, p50, p99, p999, samples, pass }, null, 2));
+  if (a.json) fs.writeFileSync(a.json, JSON.stringify({ args: a, loads, tally: { ...tally, fiveXX: tally.fiveXX.slice(0, 50), clientErrors: tally.clientErrors.slice(0, 50) }, rssStart, rssEnd, growth, heapStart, heapEnd, extStart, extEnd, wasmStart, wasmEnd, liveStart, liveEnd, p50, p99, p999, samples, pass }, null, 2));
   process.exitCode = ok ? 0 : 1;
 }
 
