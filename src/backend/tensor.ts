@@ -169,8 +169,8 @@ function createHostTensors(b: Backend): TensorBackend {
     matmul: (w, x, n, out, rowLimit, softcap) => b.matmul(w, f32(x), n, f32(out), rowLimit, softcap),
     headLogProbs(w, x, n, targets, out, rowLimit, softcap) {
       const rows = rowLimit ?? w.rows;
-      checkTargets(w, n, targets, rows);
       if (b.headLogProbs) return b.headLogProbs(w, f32(x), n, targets, f32(out), rows, softcap);
+      checkTargets(w, n, targets, rows);
       headLogProbsByRows((xs, c, o) => b.matmul(w, xs, c, o, rows, softcap), f32(x), w.cols, n, rows, targets, f32(out));
     },
     rmsNorm: (x, weight, rows, dim, eps) => b.rmsNorm(f32(x), weight, rows, dim, eps),

@@ -62,7 +62,6 @@ export interface LocalLMOptions {
 
 const yieldToLoop = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-/** log-softmax of `row` at `target`, and whether `target` is the argmax. */
 function commonPrefixLength(seqs: readonly number[][]): number {
   let n = Math.min(...seqs.map((s) => s.length));
   const first = seqs[0]!;

@@ -51,7 +51,6 @@ export interface SaeEvalReport {
   density: Float32Array;
 }
 
-/** Cross-entropy of each next-token prediction at rows `rows` of logits [n, V]. */
 /** A hook replacing the rows of one sequence with `rows(t)` (undefined: keep) by position. */
 export function spliceHook(replacement: (t: number) => Float32Array | undefined, firstPosition = 0): Hook {
   return (e) => {

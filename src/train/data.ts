@@ -105,9 +105,14 @@ function chatExample(tokenizer: Tokenizer, messages: unknown, at: string): Train
   return { ids, targets };
 }
 
+/** The text's tokens, special-token text parsed or not as options.parseSpecial says. */
+function encodeText(tok: Tokenizer, text: string, options: DataOptions): number[] {
+  return tok.encode(text, { addBos: false, parseSpecial: options.parseSpecial === true });
+}
+
 /** <bos> + the text's tokens (one <bos> only, when special tokens are parsed and the text starts with it). */
 function withBos(tok: Tokenizer, text: string, options: DataOptions): number[] {
-  const ids = tok.encode(text, { addBos: false, parseSpecial: options.parseSpecial === true });
+  const ids = encodeText(tok, text, options);
   return ids[0] === tok.bosId && options.parseSpecial ? ids : [tok.bosId, ...ids];
 }
 
@@ -128,7 +133,7 @@ export function encodeLine(value: Json, at: string, tokenizer: Tokenizer | undef
     if (typeof value.prompt !== 'string') throw new UsageError(`${at}: "prompt" must be a string`);
     if (typeof value.completion !== 'string') throw new UsageError(`${at}: "completion" must be a string`);
     const prompt = withBos(tok, value.prompt, options);
-    const completion = [...tok.encode(value.completion, { addBos: false, parseSpecial: options.parseSpecial === true }), tok.eosId];
+    const completion = [...encodeText(tok, value.completion, options), tok.eosId];
     const ids = [...prompt, ...completion];
     const targets = new Uint8Array(ids.length);
     targets.fill(1, prompt.length);
