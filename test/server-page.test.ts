@@ -9,8 +9,8 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { parseMetrics, startDemoServer, type RunningServer } from './helpers/server.js';
+import { CHROMIUM, chromiumArgs, requireChromium } from './helpers/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 
 let srv: RunningServer;
 let context: BrowserContext;
@@ -18,13 +18,13 @@ let page: Page;
 let userDataDir: string;
 
 before(async () => {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium package (apt-get install -y chromium)`);
+  requireChromium();
   srv = await startDemoServer({ parallel: 2, apiKey: 'page-key' });
   userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gemma-chromium-'));
   context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: chromiumArgs('none'),
   });
   page = context.pages()[0] ?? (await context.newPage());
 });

@@ -5,11 +5,10 @@
  * a network request, File objects and a GGUF URL load too, and the bundle has no `node:` import.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { encodeChat } from '../src/tokenizer/chat.js';
 import { loadModel } from '../src/model/load.js';
 import { generate } from '../src/generate/generate.js';
@@ -17,8 +16,8 @@ import { packageRoot } from '../src/util/package-root.js';
 import { convertToGGUF } from '../src/formats/convert.js';
 import os from 'node:os';
 import { startStaticServer, type StaticServer } from './web-static.js';
+import { buildWeb, launchChromium, requireChromium } from './helpers/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ROOT = packageRoot();
 const BUNDLE = path.join(ROOT, 'dist', 'web', 'index.js');
 const MESSAGES = [{ role: 'user' as const, content: 'Hello, who are you?' }];
@@ -48,15 +47,15 @@ async function nodeGreedy(spec: string, extra: Record<string, unknown> = {}): Pr
 }
 
 before(async () => {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium package (apt-get install -y chromium)`);
-  execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build-web.mjs')], { stdio: 'pipe' });
+  requireChromium();
+  buildWeb();
   // The demo as a Q8_0 GGUF file (its vocabulary in the metadata).
   ggufDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gemma-web-gguf-'));
   await convertToGGUF(path.join(ROOT, 'models', 'demo'), path.join(ggufDir, 'demo.Q8_0.gguf'), { type: 'q8_0', threads: 1 });
   const mounts = { '/dist/web/': path.join(ROOT, 'dist', 'web'), '/models/demo/': path.join(ROOT, 'models', 'demo'), '/gguf/': ggufDir, '/': path.join(ROOT, 'test', 'fixtures', 'web') };
   plain = await startStaticServer(mounts);
   isolated = await startStaticServer(mounts, { isolated: true });
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  browser = await launchChromium('none');
   // The reference: the Node library on the same backend.
   nodeIds = await nodeGreedy('demo');
   ggufIds = await nodeGreedy(path.join(ggufDir, 'demo.Q8_0.gguf'));

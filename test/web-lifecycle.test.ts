@@ -11,15 +11,13 @@
  *   and workers) after cycle 10 is within 16 MiB of after cycle 3.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { packageRoot } from '../src/util/package-root.js';
 import { startStaticServer, type StaticServer } from './web-static.js';
+import { buildWeb, launchChromium, requireChromium } from './helpers/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ROOT = packageRoot();
 const CYCLES = 10;
 
@@ -28,19 +26,11 @@ let server: StaticServer;
 let page: Page;
 
 before(async () => {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium package (apt-get install -y chromium)`);
-  execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build-web.mjs')], { stdio: 'pipe' });
+  requireChromium();
+  buildWeb();
   server = await startStaticServer({ '/dist/web/': path.join(ROOT, 'dist', 'web'), '/models/demo/': path.join(ROOT, 'models', 'demo'), '/': path.join(ROOT, 'test', 'fixtures', 'web') }, { isolated: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader', '--use-webgpu-adapter=swiftshader',
-      // gc() in the page, and measureUserAgentSpecificMemory() answering at once instead of at the next idle GC
-      '--js-flags=--expose-gc', '--enable-blink-features=ForceEagerMeasureMemory',
-      '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    ],
-  });
+  // gc() in the page, and measureUserAgentSpecificMemory() answering at once instead of at the next idle GC
+  browser = await launchChromium('webgpu', ['--js-flags=--expose-gc', '--enable-blink-features=ForceEagerMeasureMemory']);
   page = await (await browser.newContext()).newPage();
   page.on('pageerror', (e) => console.error('page error:', e));
   await page.goto(`${server.url}/`);

@@ -4,24 +4,23 @@
  * with tokens/s, and no request goes to the server's inference API.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { packageRoot } from '../src/util/package-root.js';
 import { startDemoServer, type RunningServer } from './helpers/server.js';
+import { buildWeb, launchChromium, requireChromium } from './helpers/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 
 let srv: RunningServer;
 let browser: Browser;
 
 before(async () => {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium package (apt-get install -y chromium)`);
-  execFileSync(process.execPath, [path.join(packageRoot(), 'scripts', 'build-web.mjs')], { stdio: 'pipe' });
+  requireChromium();
+  buildWeb();
   srv = await startDemoServer({ apiKey: 'local-key' });
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  browser = await launchChromium('none');
 });
 
 after(async () => {

@@ -5,12 +5,11 @@
  * 1e-4; the demo model's greedy chat tokens equal the Node library's (wasm backend).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { after, before, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { encodeChat } from '../src/tokenizer/chat.js';
 import { loadModel } from '../src/model/load.js';
 import { generate } from '../src/generate/generate.js';
@@ -18,8 +17,8 @@ import { packageRoot } from '../src/util/package-root.js';
 import { GOLDEN_VARIANTS, goldenDir, readGolden } from './helpers/paths.js';
 import { LOGIT_TOL } from './helpers/golden-check.js';
 import { startStaticServer, type StaticServer } from './web-static.js';
+import { buildWeb, launchChromium, requireChromium } from './helpers/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ROOT = packageRoot();
 const MESSAGES = [{ role: 'user' as const, content: 'Hello, who are you?' }];
 const MAX_TOKENS = 12;
@@ -30,8 +29,8 @@ let page: Page;
 let goldenTree: string;
 
 before(async () => {
-  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: install Debian's chromium package (apt-get install -y chromium)`);
-  execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build-web.mjs')], { stdio: 'pipe' });
+  requireChromium();
+  buildWeb();
   // each golden checkpoint as two model directories (F32, BF16), their model.safetensors linked
   goldenTree = fs.mkdtempSync(path.join(os.tmpdir(), 'gemma-webgpu-golden-'));
   for (const v of GOLDEN_VARIANTS) {
@@ -43,11 +42,7 @@ before(async () => {
     }
   }
   server = await startStaticServer({ '/dist/web/': path.join(ROOT, 'dist', 'web'), '/models/demo/': path.join(ROOT, 'models', 'demo'), '/golden/': goldenTree, '/': path.join(ROOT, 'test', 'fixtures', 'web') });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--enable-unsafe-webgpu', '--enable-unsafe-swiftshader', '--use-webgpu-adapter=swiftshader', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium('webgpu');
   page = await (await browser.newContext()).newPage();
   page.on('pageerror', (e) => console.error('page error:', e));
   await page.goto(`${server.url}/`);
